@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class InstancesConfig(AppConfig):
+    name = "apps.instances"
+    label = "instances"

@@ -1,0 +1,186 @@
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from apps.nodes.choices import Env
+
+from .choices import AttemptState, InstanceKind, InstanceState, WaitReason
+
+
+class Instance(models.Model):
+    """One run of one node version for one business date and scheduled time."""
+
+    project = models.ForeignKey("projects.Project", on_delete=models.CASCADE, related_name="+")
+    node = models.ForeignKey("nodes.Node", on_delete=models.CASCADE, related_name="instances")
+    version = models.ForeignKey("nodes.NodeVersion", on_delete=models.PROTECT, related_name="+")
+    env = models.CharField(max_length=8, choices=Env.choices, default=Env.PROD)
+    kind = models.CharField(max_length=16, choices=InstanceKind.choices)
+    biz_date = models.DateField()
+    scheduled_at = models.DateTimeField()
+    state = models.CharField(
+        max_length=16, choices=InstanceState.choices, default=InstanceState.PENDING
+    )
+    wait_reason = models.CharField(max_length=24, choices=WaitReason.choices, blank=True)
+    # A weekly/monthly/yearly node's instance on a day its cron does not fire.
+    dry_run = models.BooleanField(default=False)
+    paused = models.BooleanField(default=False)
+    forced = models.BooleanField(default=False)
+    priority = models.PositiveSmallIntegerField(default=3)
+    resource_group = models.ForeignKey(
+        "configuration.ResourceGroup", on_delete=models.PROTECT, related_name="+"
+    )
+    # Parameter values given for a manual run; they override the node's defaults.
+    params = models.JSONField(default=dict, blank=True)
+    attempt_count = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    queued_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
+        constraints = [
+            # Generation is idempotent because the database refuses a second copy.
+            models.UniqueConstraint(
+                fields=["node", "scheduled_at"],
+                condition=Q(kind="recurring"),
+                name="uniq_recurring_instance",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["biz_date", "state"], name="instance_bizdate_state_idx"),
+            models.Index(fields=["project", "biz_date"], name="instance_project_bizdate_idx"),
+            models.Index(fields=["node", "biz_date"], name="instance_node_bizdate_idx"),
+            models.Index(fields=["state", "kind"], name="instance_state_kind_idx"),
+            # The dispatcher's candidates: small, because few instances are pending.
+            models.Index(
+                fields=["priority", "scheduled_at"],
+                condition=Q(state="pending"),
+                name="instance_pending_idx",
+            ),
+            models.Index(
+                fields=["resource_group"],
+                condition=Q(state__in=["queued", "running"]),
+                name="instance_active_group_idx",
+            ),
+        ]
+        ordering = ["-scheduled_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.node.name} @ {self.scheduled_at:%Y-%m-%d %H:%M} ({self.state})"
+
+    @property
+    def duration_seconds(self) -> float | None:
+        if self.started_at and self.finished_at:
+            return round((self.finished_at - self.started_at).total_seconds(), 3)
+        return None
+
+    @property
+    def is_finished(self) -> bool:
+        return self.state in {
+            InstanceState.SUCCEEDED,
+            InstanceState.FAILED,
+            InstanceState.STOPPED,
+            InstanceState.SKIPPED,
+        }
+
+
+class InstanceDependency(models.Model):
+    """An edge fixed at generation: `downstream` may start only after `upstream` is done."""
+
+    downstream = models.ForeignKey(Instance, on_delete=models.CASCADE, related_name="upstream_edges")
+    upstream = models.ForeignKey(Instance, on_delete=models.CASCADE, related_name="downstream_edges")
+    # Set by the "remove dependency" operation: the edge is kept for the record but no
+    # longer blocks.
+    removed = models.BooleanField(default=False)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["downstream", "upstream"], name="uniq_instance_dependency"
+            )
+        ]
+        indexes = [models.Index(fields=["upstream"], name="instancedep_upstream_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.upstream_id} -> {self.downstream_id}"
+
+
+class Attempt(models.Model):
+    """One execution of an instance: first run, retry or rerun."""
+
+    instance = models.ForeignKey(Instance, on_delete=models.CASCADE, related_name="attempts")
+    number = models.PositiveIntegerField()
+    state = models.CharField(
+        max_length=16, choices=AttemptState.choices, default=AttemptState.RUNNING
+    )
+    # Why it ended the way it did, in the operator's words ("timed out after 60s").
+    reason = models.CharField(max_length=500, blank=True)
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    exit_code = models.IntegerField(null=True, blank=True)
+    cpu_seconds = models.FloatField(null=True, blank=True)
+    peak_memory_mb = models.FloatField(null=True, blank=True)
+    worker = models.CharField(max_length=200, blank=True, help_text="host:pid of the worker")
+    pid = models.IntegerField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    log_size = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["instance", "number"], name="uniq_attempt_number")
+        ]
+        indexes = [
+            models.Index(
+                fields=["heartbeat_at"],
+                condition=Q(state="running"),
+                name="attempt_running_heartbeat_idx",
+            )
+        ]
+        ordering = ["instance", "number"]
+
+    def __str__(self) -> str:
+        return f"attempt {self.number} of instance {self.instance_id}"
+
+    @property
+    def duration_seconds(self) -> float | None:
+        if self.finished_at:
+            return round((self.finished_at - self.started_at).total_seconds(), 3)
+        return None
+
+
+class AttemptLogChunk(models.Model):
+    """A piece of an attempt's log, written by the worker while it runs, so any web
+    server can read a log from any worker machine."""
+
+    attempt = models.ForeignKey(Attempt, on_delete=models.CASCADE, related_name="log_chunks")
+    offset = models.PositiveIntegerField(help_text="characters before this chunk")
+    text = models.TextField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["attempt", "offset"], name="uniq_log_chunk")
+        ]
+        ordering = ["attempt", "offset"]
+
+
+class GenerationRun(models.Model):
+    """A record of each run of the generator, for operators and for the schedule."""
+
+    project = models.ForeignKey(
+        "projects.Project", on_delete=models.CASCADE, related_name="generation_runs"
+    )
+    run_date = models.DateField()
+    cutoff = models.DateTimeField()
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    instances_created = models.PositiveIntegerField(default=0)
+    edges_created = models.PositiveIntegerField(default=0)
+    trigger = models.CharField(max_length=32, default="schedule")
+
+    class Meta:
+        indexes = [models.Index(fields=["project", "run_date"], name="genrun_project_date_idx")]
+        ordering = ["-started_at"]

@@ -1,0 +1,186 @@
+"""opscenter settings: everything a deployment changes comes from the environment."""
+
+import os
+from pathlib import Path
+
+import dj_database_url
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def envbool(name: str, default: bool = False) -> bool:
+    return os.environ.get(name, str(default)).strip().lower() in {"1", "true", "yes", "on"}
+
+
+def envint(name: str, default: int) -> int:
+    return int(os.environ.get(name, default))
+
+
+def envfloat(name: str, default: float) -> float:
+    return float(os.environ.get(name, default))
+
+
+def envlist(name: str, default: str = "") -> list[str]:
+    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+
+
+DEBUG = envbool("DEBUG", False)
+SECRET_KEY = os.environ.get("SECRET_KEY", "opscenter-insecure-development-key-change-me")
+ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver")
+CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS")
+
+# Runtime files (SQLite database, attempt scratch files) live here unless told otherwise.
+VAR_DIR = Path(os.environ.get("OPSCENTER_VAR_DIR", BASE_DIR / "var"))
+VAR_DIR.mkdir(parents=True, exist_ok=True)
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "django_htmx",
+    "django_q",
+    "apps.core",
+    "apps.accounts",
+    "apps.projects",
+    "apps.configuration",
+    "apps.nodes",
+    "apps.instances",
+    "apps.audit",
+    "apps.monitoring",
+    "apps.notifications",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+    "apps.projects.middleware.CurrentProjectMiddleware",
+]
+
+ROOT_URLCONF = "opscenter.urls"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "apps.projects.context_processors.projects",
+            ],
+        },
+    },
+]
+
+WSGI_APPLICATION = "opscenter.wsgi.application"
+
+DATABASES = {
+    "default": dj_database_url.parse(
+        os.environ.get("DATABASE_URL") or f"sqlite:///{VAR_DIR / 'opscenter.sqlite3'}",
+        conn_max_age=envint("DB_CONN_MAX_AGE", 0),
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # A worker cluster writes from several processes: WAL lets readers go on while one
+    # writes, IMMEDIATE takes the write lock up front so transactions queue instead of
+    # failing with "database is locked" half way through.
+    DATABASES["default"]["OPTIONS"] = {
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 30,
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+    # Tests start worker subprocesses that must see the same database: a file, not memory.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test_opscenter.sqlite3")}
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "instances:list"
+LOGOUT_REDIRECT_URL = "login"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = os.environ.get("TIME_ZONE", "UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+WHITENOISE_AUTOREFRESH = True  # serve from finders without collectstatic (dev and tests)
+# Front-end libraries come pinned from the npm registry (package.json); only their
+# distributed files are served.
+NODE_MODULES = BASE_DIR / "node_modules"
+for _prefix, _path in [("vendor/htmx", NODE_MODULES / "htmx.org" / "dist")]:
+    if _path.exists():
+        STATICFILES_DIRS.append((_prefix, _path))
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+
+EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+
+# --- django-q2 -------------------------------------------------------------------
+# Every resource group is a django-q2 queue of the same name; a worker cluster serves
+# one group when started with Q_CLUSTER_NAME=<group>. The "default" cluster also runs
+# the schedules (nightly generator, dispatcher loop).
+OPSCENTER_MAX_RUNTIME = envint("OPSCENTER_MAX_RUNTIME", 24 * 3600)
+REDIS_URL = os.environ.get("REDIS_URL", "")
+Q_CLUSTER = {
+    "name": "default",
+    "workers": envint("Q_WORKERS", 4),
+    "recycle": 500,
+    # Instance time limits are enforced by opscenter itself; this only bounds a task
+    # that hangs beyond any instance's limit. retry must stay above timeout, or the
+    # broker hands a running task out a second time.
+    "timeout": OPSCENTER_MAX_RUNTIME,
+    "retry": OPSCENTER_MAX_RUNTIME + 600,
+    "max_attempts": 1,
+    "ack_failures": True,
+    "catch_up": False,
+    "save_limit": 1000,
+    "poll": envfloat("Q_POLL", 0.2),
+    "label": "Task queue",
+}
+if REDIS_URL:
+    Q_CLUSTER["redis"] = REDIS_URL
+else:
+    Q_CLUSTER["orm"] = "default"
+if envbool("Q_SYNC", False):
+    Q_CLUSTER["sync"] = True
+
+# --- opscenter ------------------------------------------------------------------------
+# Seconds between heartbeats of a running attempt, and how long without one before
+# the attempt's worker is declared lost.
+OPSCENTER_HEARTBEAT_SECONDS = envfloat("OPSCENTER_HEARTBEAT_SECONDS", 5)
+OPSCENTER_HEARTBEAT_TIMEOUT = envfloat("OPSCENTER_HEARTBEAT_TIMEOUT", 60)
+# How often the dispatcher loop looks for instances whose time has come.
+OPSCENTER_TICK_SECONDS = envfloat("OPSCENTER_TICK_SECONDS", 2)
+# Seconds a stopped process gets between SIGTERM and SIGKILL.
+OPSCENTER_KILL_GRACE_SECONDS = envfloat("OPSCENTER_KILL_GRACE_SECONDS", 5)
+# Key that encrypts datasource passwords at rest (defaults to one derived from SECRET_KEY).
+OPSCENTER_ENCRYPTION_KEY = os.environ.get("OPSCENTER_ENCRYPTION_KEY", "")
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}

@@ -1,0 +1,13 @@
+from django.contrib import admin
+from django.urls import include, path
+from django.views.generic import RedirectView
+
+from .api import api
+
+urlpatterns = [
+    path("", RedirectView.as_view(pattern_name="instances:list", permanent=False)),
+    path("admin/", admin.site.urls),
+    path("api/", api.urls),
+    path("", include("apps.accounts.urls")),
+    path("instances/", include("apps.instances.urls")),
+]
