@@ -52,6 +52,7 @@ INSTALLED_APPS = [
     "apps.audit",
     "apps.monitoring",
     "apps.notifications",
+    "apps.demo",
 ]
 
 MIDDLEWARE = [

@@ -1,16 +1,39 @@
 import datetime
+import os
+from pathlib import Path
 
 import pytest
+from django.conf import settings as django_settings
 from django.contrib.auth import get_user_model
 from django.test import Client
 
 from apps.accounts.models import ApiToken
+from apps.configuration.models import ResourceGroup
 from apps.projects.models import Membership, Project
+
+
+def pytest_configure(config):
+    # Parallel workers (pytest-xdist) have databases of their own but would share the
+    # runtime directory, where attempts of equal instance ids would meet: one each.
+    # Worker clusters started by tests inherit it through the environment.
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker:
+        django_settings.VAR_DIR = Path(django_settings.VAR_DIR) / worker
+        django_settings.VAR_DIR.mkdir(parents=True, exist_ok=True)
+        os.environ["OPSCENTER_VAR_DIR"] = str(django_settings.VAR_DIR)
+
+
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings):
+    # PBKDF2's deliberate slowness is for production; here it only slows every test.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 @pytest.fixture
 def users(db):
     """A superuser and one member per role of `project`, plus a stranger."""
+    # Transactional tests flush every table, the migration-made "default" group included.
+    ResourceGroup.objects.get_or_create(name=ResourceGroup.DEFAULT)
     User = get_user_model()
     made = {"root": User.objects.create_superuser("root", "root@example.com", "pw-root-123")}
     for name in ["alice", "olga", "dave", "vera", "stranger"]:

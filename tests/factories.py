@@ -70,3 +70,27 @@ def node_create(
     for u in upstream:
         NodeDependency.objects.get_or_create(node=node, upstream=u)
     return node
+
+
+def instance_create(node: Node, scheduled_at: datetime.datetime, *, upstream=(), **fields):
+    """A pending recurring instance of `node`'s current version (biz date = day before)."""
+    from apps.instances.models import Instance, InstanceDependency
+
+    local = scheduled_at.astimezone(node.project.tz)
+    values = dict(
+        project=node.project,
+        node=node,
+        version=node.current_version,
+        env=node.env,
+        kind="recurring",
+        biz_date=local.date() - datetime.timedelta(days=1),
+        scheduled_at=scheduled_at,
+        priority=node.priority,
+        resource_group=node.resource_group,
+    )
+    values.update(fields)
+    instance = Instance.objects.create(**values)
+    InstanceDependency.objects.bulk_create(
+        [InstanceDependency(downstream=instance, upstream=u) for u in upstream]
+    )
+    return instance

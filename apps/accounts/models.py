@@ -8,7 +8,9 @@ from django.db import models
 class ApiToken(models.Model):
     """A bearer token for the JSON API. Only its hash is stored."""
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens"
+    )
     name = models.CharField(max_length=100, blank=True)
     prefix = models.CharField(max_length=12, help_text="first characters, to recognise it")
     key_hash = models.CharField(max_length=64, unique=True)
@@ -28,5 +30,7 @@ class ApiToken(models.Model):
     @classmethod
     def issue(cls, *, user, name: str = "") -> tuple["ApiToken", str]:
         key = "ops_" + secrets.token_urlsafe(32)
-        token = cls.objects.create(user=user, name=name, prefix=key[:10], key_hash=cls.hash_key(key))
+        token = cls.objects.create(
+            user=user, name=name, prefix=key[:10], key_hash=cls.hash_key(key)
+        )
         return token, key

@@ -32,6 +32,8 @@ class Instance(models.Model):
     # Parameter values given for a manual run; they override the node's defaults.
     params = models.JSONField(default=dict, blank=True)
     attempt_count = models.PositiveIntegerField(default=0)
+    # Automatic retries used since the instance was last (re)started by an operator.
+    retries_used = models.PositiveSmallIntegerField(default=0)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     queued_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)

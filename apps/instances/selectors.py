@@ -88,12 +88,25 @@ def instance_filter(queryset: QuerySet[Instance], filters: InstanceFilters) -> Q
     return queryset
 
 
-def attempt_log(*, attempt: Attempt, offset: int = 0) -> tuple[str, int]:
-    """The attempt's log from character `offset`, and the offset to ask for next."""
-    chunks = AttemptLogChunk.objects.filter(attempt=attempt, offset__gte=_chunk_start(attempt, offset))
-    text = "".join(chunk.text for chunk in chunks.order_by("offset"))
+def attempt_log(*, attempt: Attempt, offset: int = 0, max_chars: int | None = None) -> tuple[str, int]:
+    """The attempt's log from character `offset` (at most `max_chars` of it), and the
+    offset to ask for next."""
     start = _chunk_start(attempt, offset)
-    text = text[offset - start :]
+    chunks = (
+        AttemptLogChunk.objects.filter(attempt=attempt, offset__gte=start)
+        .order_by("offset")
+        .values_list("offset", "text")
+    )
+    pieces, size = [], 0
+    for chunk_offset, chunk_text in chunks.iterator(chunk_size=20):
+        piece = chunk_text[max(0, offset - chunk_offset) :]
+        pieces.append(piece)
+        size += len(piece)
+        if max_chars is not None and size >= max_chars:
+            break
+    text = "".join(pieces)
+    if max_chars is not None:
+        text = text[:max_chars]
     return text, offset + len(text)
 
 

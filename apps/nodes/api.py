@@ -1,3 +1,247 @@
-from ninja import Router
+"""/api/nodes (reads) and POST /api/projects/{code}/publish."""
+
+import datetime
+from typing import Any
+
+from ninja import Field, Router, Schema
+
+from apps.core.errors import ValidationFailed
+from apps.core.pagination import keyset_page
+from apps.projects.selectors import project_get
+
+from .models import Node, NodeVersion
+from .selectors import (
+    NodeFilters,
+    node_dag,
+    node_filter,
+    node_get,
+    node_upstream_names,
+    node_versions,
+    nodes_visible_to,
+)
+from .services import nodes_publish
 
 router = Router(tags=["nodes"])
+# Mounted under /projects: publishing is an operation on a project.
+publish_router = Router(tags=["nodes"])
+
+
+class NodeOut(Schema):
+    id: int
+    project: str
+    env: str
+    name: str
+    type: str
+    schedule_type: str
+    cron: str
+    upstream: list[str]
+    self_dependent: bool
+    owner: str
+    priority: int
+    resource_group: str
+    paused: bool
+    version: int | None
+
+
+class NodeDetailOut(NodeOut):
+    description: str
+    status: str
+    published_at: datetime.datetime | None
+    downstream: list[str]
+    spec: dict[str, Any] | None
+
+
+class NodePage(Schema):
+    items: list[NodeOut]
+    next_cursor: str | None
+
+
+class VersionOut(Schema):
+    number: int
+    spec_hash: str
+    spec: dict[str, Any]
+    upstream_ids: list[int]
+    published_at: datetime.datetime
+    published_by: str | None
+    note: str
+
+
+class VersionPage(Schema):
+    items: list[VersionOut]
+    next_cursor: str | None
+
+
+class DagNodeOut(Schema):
+    id: int
+    project: str
+    env: str
+    name: str
+    type: str
+    schedule_type: str
+    status: str
+    paused: bool
+    level: int  # negative: upstream, positive: downstream, 0: the node asked for
+
+
+class DagEdgeOut(Schema):
+    upstream: int
+    downstream: int
+
+
+class DagOut(Schema):
+    node: int
+    nodes: list[DagNodeOut]
+    edges: list[DagEdgeOut]
+
+
+class PublishIn(Schema):
+    # Loosely typed on purpose: the publish validation names every wrong field itself,
+    # node by node, instead of stopping at the first.
+    env: Any = Field("prod", description='"prod", or "dev" in dev_prod projects')
+    nodes: Any = Field(None, description="a list of NodeSpecs (SPEC section 12)")
+    note: Any = Field("", description="kept with every new version")
+
+
+class PublishOut(Schema):
+    created: list[str]
+    updated: list[str]
+    unchanged: list[str]
+
+
+def node_out(node: Node) -> dict:
+    return {
+        "id": node.id,
+        "project": node.project.code,
+        "env": node.env,
+        "name": node.name,
+        "type": node.type,
+        "schedule_type": node.schedule_type,
+        "cron": node.cron,
+        "upstream": node_upstream_names(node),
+        "self_dependent": node.self_dependent,
+        "owner": node.owner.username,
+        "priority": node.priority,
+        "resource_group": node.resource_group.name,
+        "paused": node.paused,
+        "version": node.version,
+    }
+
+
+def _depth(name: str, value: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise ValidationFailed(
+            f"invalid {name}", [{"field": name, "message": "a whole number from 0 to 10"}]
+        ) from None
+
+
+@router.get("", response=NodePage, summary="List nodes")
+def node_list(
+    request,
+    project: str = "",
+    env: str = "",
+    type: str = "",
+    schedule_type: str = "",
+    owner: str = "",
+    paused: str = "",
+    status: str = "",
+    q: str = "",
+    limit: str = "",
+    cursor: str = "",
+):
+    filters = NodeFilters(
+        project=project.strip(),
+        env=env.strip(),
+        type=type.strip(),
+        schedule_type=schedule_type.strip(),
+        owner=owner.strip(),
+        paused=paused.strip(),
+        status=status.strip(),
+        q=q.strip(),
+    )
+    queryset = node_filter(nodes_visible_to(request.auth), filters)
+    page = keyset_page(queryset, cursor=cursor, limit=limit, order_field="name", descending=False)
+    return {"items": [node_out(n) for n in page.items], "next_cursor": page.next_cursor}
+
+
+@router.get("/{int:node_id}", response=NodeDetailOut, summary="A node and its current spec")
+def node_detail(request, node_id: int):
+    node = node_get(user=request.auth, node_id=node_id)
+    downstream = [
+        d.name if d.project_id == node.project_id else f"{d.project.code}.{d.name}"
+        for d in nodes_visible_to(request.auth)
+        .filter(upstream_links__upstream=node)
+        .order_by("name")
+    ]
+    version = node.current_version
+    return {
+        **node_out(node),
+        "description": node.description,
+        "status": node.status,
+        "published_at": version.published_at if version else None,
+        "downstream": downstream,
+        "spec": version.spec if version else None,
+    }
+
+
+def _version_out(version: NodeVersion) -> dict:
+    return {
+        "number": version.number,
+        "spec_hash": version.spec_hash,
+        "spec": version.spec,
+        "upstream_ids": version.upstream_ids,
+        "published_at": version.published_at,
+        "published_by": version.published_by.username if version.published_by else None,
+        "note": version.note,
+    }
+
+
+@router.get(
+    "/{int:node_id}/versions", response=VersionPage, summary="A node's versions, newest first"
+)
+def node_version_list(request, node_id: int, limit: str = "", cursor: str = ""):
+    node = node_get(user=request.auth, node_id=node_id)
+    page = keyset_page(node_versions(node=node), cursor=cursor, limit=limit, order_field="number")
+    return {"items": [_version_out(v) for v in page.items], "next_cursor": page.next_cursor}
+
+
+@router.get("/{int:node_id}/dag", response=DagOut, summary="The node graph around a node")
+def node_graph(request, node_id: int, up: str = "2", down: str = "2"):
+    node = node_get(user=request.auth, node_id=node_id)
+    graph = node_dag(user=request.auth, node=node, up=_depth("up", up), down=_depth("down", down))
+    return {
+        "node": node.id,
+        "nodes": [
+            {
+                "id": n.id,
+                "project": n.project.code,
+                "env": n.env,
+                "name": n.name,
+                "type": n.type,
+                "schedule_type": n.schedule_type,
+                "status": n.status,
+                "paused": n.paused,
+                "level": graph.levels[n.id],
+            }
+            for n in graph.nodes
+        ],
+        "edges": [{"upstream": u, "downstream": d} for u, d in graph.edges],
+    }
+
+
+@publish_router.post("/{code}/publish", response=PublishOut, summary="Publish a batch of NodeSpecs")
+def project_publish(request, code: str, payload: PublishIn):
+    """All or nothing: any error answers 422 listing every error, and nothing changes."""
+    project = project_get(user=request.auth, code=code)
+    if not isinstance(payload.note, str):
+        raise ValidationFailed("invalid note", [{"field": "note", "message": "must be a string"}])
+    result = nodes_publish(
+        project=project,
+        env=payload.env,
+        specs=payload.nodes,
+        user=request.auth,
+        note=payload.note,
+        source="api",
+    )
+    return {"created": result.created, "updated": result.updated, "unchanged": result.unchanged}

@@ -15,6 +15,7 @@ CLI_MODULES = [
     "apps.nodes.cli",
     "apps.instances.cli",
     "apps.accounts.cli",
+    "apps.demo.cli",
 ]
 
 

@@ -1,0 +1,54 @@
+# opscenter: `make demo` starts a demo, `make test` runs every test.
+#
+# Variables: PYTHON (the interpreter that makes .venv), PYTEST_ARGS (extra pytest
+# arguments, e.g. PYTEST_ARGS='tests/demo -x'), PYTEST_WORKERS (parallel pytest
+# workers; 0 runs in one process), HOST and PORT (where `make demo` serves).
+
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+PYTEST_WORKERS ?= 2
+PYTEST_ARGS ?=
+HOST ?= 0.0.0.0
+PORT ?= 8000
+
+ifeq ($(PYTEST_WORKERS),0)
+XDIST :=
+else
+XDIST := -n $(PYTEST_WORKERS)
+endif
+
+.PHONY: setup demo test lint format clean
+
+setup: $(VENV)/.installed node_modules/.installed
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py collectstatic --noinput -v 0
+
+# Stamp files keep a repeated `make setup` fast: pip and npm run again only when
+# pyproject.toml or package-lock.json changed.
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $@
+
+demo: setup
+	bin/demo
+
+test: setup
+	$(PY) -m pytest $(XDIST) $(PYTEST_ARGS)
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(VENV)/.installed
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+clean:
+	rm -rf $(VENV) node_modules staticfiles var .pytest_cache test-results
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,91 @@
+"""Template helpers shared by every opscenter page: badges, durations, navigation."""
+
+import datetime
+
+from django import template
+from django.urls import NoReverseMatch, reverse
+from django.utils.html import format_html
+from django.utils.module_loading import import_string
+
+from apps.core import clock
+
+register = template.Library()
+
+# Which choices class labels and colours a badge. The colour lives on the choices
+# (apps.core.choices.colored), so each label and colour is defined exactly once.
+BADGE_CHOICES = {
+    "state": "apps.instances.choices.InstanceState",
+    "attempt": "apps.instances.choices.AttemptState",
+    "wait": "apps.instances.choices.WaitReason",
+}
+
+# The main navigation. An entry shows once its page exists (its URL name resolves), so
+# a new section only has to register its URLs to appear here.
+NAV_ITEMS = [
+    ("Overview", "overview:index"),
+    ("Instances", "instances:list"),
+    ("Nodes", "nodes:list"),
+    ("Backfill", "backfills:list"),
+    ("Monitoring", "monitoring:index"),
+]
+
+
+@register.filter
+def state_badge(value: str, kind: str = "state") -> str:
+    """`{{ instance.state|state_badge }}`, `{{ attempt.state|state_badge:"attempt" }}`,
+    `{{ instance.wait_reason|state_badge:"wait" }}`."""
+    if not value:
+        return ""
+    choices = import_string(BADGE_CHOICES[kind])
+    try:
+        member = choices(value)
+    except ValueError:
+        return format_html('<span class="badge badge-gray">{}</span>', value)
+    return format_html(
+        '<span class="badge badge-{}" data-{}="{}">{}</span>',
+        member.color,
+        kind,
+        member.value,
+        member.label,
+    )
+
+
+@register.filter
+def duration(seconds: float | None) -> str:
+    """3.2s, 4m 05s, 2h 07m: short enough for a dense table column."""
+    if seconds is None or seconds == "":
+        return ""
+    seconds = float(seconds)
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    whole = int(round(seconds))
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    return f"{minutes}m {secs:02d}s"
+
+
+@register.filter
+def elapsed(obj) -> float | None:
+    """Seconds an instance or attempt has run: until it finished, or until now."""
+    started: datetime.datetime | None = getattr(obj, "started_at", None)
+    if started is None:
+        return None
+    finished = getattr(obj, "finished_at", None) or clock.now()
+    return max((finished - started).total_seconds(), 0.0)
+
+
+@register.simple_tag(takes_context=True)
+def nav_items(context) -> list[dict]:
+    request = context.get("request")
+    match = getattr(request, "resolver_match", None)
+    current = match.namespace if match else ""
+    items = []
+    for label, name in NAV_ITEMS:
+        try:
+            url = reverse(name)
+        except NoReverseMatch:
+            continue
+        items.append({"label": label, "url": url, "active": name.split(":")[0] == current})
+    return items

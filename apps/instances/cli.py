@@ -1,0 +1,85 @@
+"""`python manage.py opscenter <command>` subcommands of the instances app."""
+
+import datetime
+
+from django.core.management.base import CommandError
+from django.utils import timezone
+
+from apps.core import clock
+from apps.core.cli import Subcommand
+from apps.projects.models import Project
+
+from . import generation
+
+
+def _generate_configure(parser) -> None:
+    parser.add_argument(
+        "--date",
+        help="run date YYYY-MM-DD: the day the instances are scheduled on (their biz date "
+        "is the day before); default: tomorrow, by the server's date",
+    )
+    parser.add_argument(
+        "--cutoff",
+        help="ISO 8601 time: only versions published before it are used (a time without "
+        "offset is read in the server's timezone); 'now' for every current version; "
+        "default: the day before the run date at each project's generation time",
+    )
+    parser.add_argument("--project", help="only this project (its code); default: all")
+
+
+def _parse_date(value: str | None) -> datetime.date:
+    if value is None:
+        return timezone.localdate(clock.now()) + datetime.timedelta(days=1)
+    try:
+        return datetime.date.fromisoformat(value)
+    except ValueError:
+        raise CommandError(f"--date: {value!r} is not a date (YYYY-MM-DD)") from None
+
+
+def _parse_cutoff(value: str | None) -> datetime.datetime | None:
+    if value is None:
+        return None
+    if value.strip().lower() == "now":
+        return clock.now()
+    try:
+        cutoff = datetime.datetime.fromisoformat(value)
+    except ValueError:
+        raise CommandError(
+            f"--cutoff: {value!r} is not an ISO 8601 time (e.g. 2026-11-21T23:00+08:00) or 'now'"
+        ) from None
+    if timezone.is_naive(cutoff):
+        cutoff = timezone.make_aware(cutoff)
+    return cutoff
+
+
+def _generate_run(command, options: dict) -> None:
+    run_date = _parse_date(options.get("date"))
+    cutoff = _parse_cutoff(options.get("cutoff"))
+    projects = Project.objects.order_by("code")
+    if options.get("project"):
+        projects = projects.filter(code=options["project"])
+        if not projects.exists():
+            raise CommandError(f"--project: unknown project {options['project']!r}")
+    total = generation.GenerationResult()
+    for project in projects:
+        result = generation.generate(
+            run_date=run_date, cutoff=cutoff, projects=[project], trigger="cli"
+        )
+        total += result
+        command.stdout.write(
+            f"{project.code}: {result.instances_created} instances, "
+            f"{result.edges_created} dependencies"
+        )
+    command.stdout.write(
+        f"generated {total.instances_created} instances and {total.edges_created} "
+        f"dependencies for run date {run_date} (biz date {run_date - datetime.timedelta(days=1)})"
+    )
+
+
+COMMANDS = {
+    "generate": Subcommand(
+        help="generate recurring instances for a run date (default tomorrow)",
+        run=_generate_run,
+        configure=_generate_configure,
+    ),
+}

@@ -1,0 +1,503 @@
+"""Why is it not running? Every unmet start condition of an instance (SPEC section 4).
+
+diagnose() checks the conditions in the order a pending instance is shown with them —
+frozen, waiting_upstream, waiting_time, throttled, waiting_resources — and reports each
+one that is unmet, with its detail and the operations that would unblock it. Unlike
+the dispatcher, which only needs the first reason, it reports them all: an operator who
+resumes a paused instance should already know that its upstream failed too.
+
+Instances named in the answer are plain dicts (`_ref`), JSON-ready, with times in their
+own project's timezone.
+"""
+
+import datetime
+from dataclasses import asdict, dataclass, field
+
+from django.db.models import Q
+
+from apps.core import clock
+from apps.projects.selectors import projects_visible_to
+
+from .choices import ACTIVE, DONE_FOR_DOWNSTREAM, InstanceKind, InstanceState, WaitReason
+from .dispatcher import due_q, unblocked_pending
+from .models import Attempt, Instance, InstanceDependency
+
+# Bounds on the root-cause walk: a very long unfinished chain (a self-dependent node
+# stuck for months) is reported as far as this, not walked to its end.
+MAX_WALK_LEVELS = 200
+MAX_WALK_INSTANCES = 5000
+MAX_LISTED = 50  # slot holders and frontier instances listed in one answer
+
+
+@dataclass
+class Blocker:
+    kind: str  # a WaitReason value
+    message: str
+    detail: dict = field(default_factory=dict)
+    actions: list[dict] = field(default_factory=list)
+
+
+@dataclass
+class Note:
+    """Something worth knowing that does not stop the instance."""
+
+    kind: str
+    message: str
+    detail: dict = field(default_factory=dict)
+
+
+@dataclass
+class Diagnosis:
+    instance: int
+    state: str
+    summary: str
+    ready: bool = False
+    blockers: list[Blocker] = field(default_factory=list)
+    notes: list[Note] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _iso(value: datetime.datetime | None, tz) -> str | None:
+    return value.astimezone(tz).isoformat() if value else None
+
+
+class _Names:
+    """How instances are named in an answer for one viewer. An instance of a project the
+    viewer is not a member of (a cross-project ancestor, a slot holder) keeps its id and
+    state — what it waits for matters — but not its project or node."""
+
+    def __init__(self, visible_project_ids: set[int] | None):
+        self.visible = visible_project_ids  # None: every project
+
+    def shown(self, instance: Instance) -> bool:
+        return self.visible is None or instance.project_id in self.visible
+
+    def label(self, instance: Instance) -> str:
+        if self.shown(instance):
+            return instance.node.name
+        return f"instance {instance.pk} of another project"
+
+    def ref(self, instance: Instance) -> dict:
+        """An instance named in a diagnosis (needs node and project loaded)."""
+        if not self.shown(instance):
+            return {
+                "id": instance.pk,
+                "project": None,
+                "node": None,
+                "node_name": None,
+                "state": instance.state,
+                "paused": instance.paused,
+                "biz_date": None,
+                "scheduled_at": None,
+                "hidden": True,
+            }
+        return {
+            "id": instance.pk,
+            "project": instance.project.code,
+            "node": instance.node_id,
+            "node_name": instance.node.name,
+            "state": instance.state,
+            "paused": instance.paused,
+            "biz_date": instance.biz_date.isoformat(),
+            "scheduled_at": _iso(instance.scheduled_at, instance.project.tz),
+            "hidden": False,
+        }
+
+
+def _action(action: str, target: int, **extra) -> dict:
+    return {"action": action, "target": target, **extra}
+
+
+# --- the entry point -------------------------------------------------------------------
+
+
+def diagnose(instance: Instance, *, now: datetime.datetime | None = None, viewer=None) -> Diagnosis:
+    """Every reason `instance` is not running now (none for a started or finished one).
+    With `viewer`, instances of projects that user does not see are not named."""
+    now = now or clock.now()
+    if instance.state != InstanceState.PENDING:
+        return Diagnosis(instance=instance.pk, state=instance.state, summary=_not_pending(instance))
+    names = _Names(_visible_project_ids(viewer))
+
+    result = Diagnosis(instance=instance.pk, state=instance.state, summary="")
+    result.blockers.extend(_frozen(instance))
+    upstream_blocker, notes = _upstream(instance, names)
+    result.notes.extend(notes)
+    if upstream_blocker:
+        result.blockers.append(upstream_blocker)
+    if instance.dry_run:
+        # A dry run never executes: it is skipped as soon as its upstream is done.
+        result.notes.append(
+            Note(
+                kind="dry_run",
+                message="a dry run (its cron does not fire that day): it is skipped, not run, "
+                "as soon as its upstream is done",
+            )
+        )
+    else:
+        if blocker := _waiting_time(instance, now):
+            result.blockers.append(blocker)
+        result.blockers.extend(_throttled(instance, now))
+        if blocker := _waiting_resources(instance, now, names):
+            result.blockers.append(blocker)
+
+    result.ready = not result.blockers
+    if result.ready:
+        result.summary = (
+            "ready: skipped at the next dispatcher pass"
+            if instance.dry_run
+            else "ready: the next dispatcher pass starts it"
+        )
+    else:
+        result.summary = "waiting: " + "; ".join(b.message for b in result.blockers)
+    return result
+
+
+def _visible_project_ids(viewer) -> set[int] | None:
+    if viewer is None or viewer.is_superuser:
+        return None
+    return set(projects_visible_to(viewer).values_list("id", flat=True))
+
+
+def _not_pending(instance: Instance) -> str:
+    tz = instance.project.tz
+    state = instance.state
+    if instance.kind == InstanceKind.REALTIME:
+        # A streaming process is started and stopped from its node, not dispatched.
+        return f"realtime, {state}: start or stop it from its node"
+    if state == InstanceState.SUCCEEDED:
+        if instance.forced:
+            return "finished: set to succeeded by an operator"
+        return f"finished: succeeded at {_iso(instance.finished_at, tz)}"
+    if state == InstanceState.SKIPPED:
+        if instance.dry_run:
+            return "finished: skipped, a dry run (its cron does not fire that day)"
+        return "finished: skipped (cancelled)"
+    if state in (InstanceState.FAILED, InstanceState.STOPPED):
+        last = (
+            Attempt.objects.filter(instance=instance)
+            .order_by("-number")
+            .values_list("reason", flat=True)
+            .first()
+        )
+        why = f": {last}" if last else ""
+        return f"finished: {state}{why}; rerun it to run again"
+    if state == InstanceState.QUEUED:
+        return f"queued: waiting for a worker of resource group {instance.resource_group.name!r}"
+    if state == InstanceState.RUNNING:
+        return f"running since {_iso(instance.started_at, tz)} (attempt {instance.attempt_count})"
+    return f"{state}: not waiting to start"
+
+
+# --- 1. frozen ---------------------------------------------------------------------------
+
+
+def _frozen(instance: Instance) -> list[Blocker]:
+    blockers = []
+    if instance.paused:
+        blockers.append(
+            Blocker(
+                kind=WaitReason.FROZEN,
+                message="the instance is paused",
+                detail={"paused": "instance"},
+                actions=[_action("resume", instance.pk, object="instance")],
+            )
+        )
+    if instance.node.paused:
+        blockers.append(
+            Blocker(
+                kind=WaitReason.FROZEN,
+                message=f"its node {instance.node.name!r} is paused",
+                detail={
+                    "paused": "node",
+                    "node": instance.node_id,
+                    "node_name": instance.node.name,
+                },
+                actions=[_action("resume", instance.node_id, object="node")],
+            )
+        )
+    return blockers
+
+
+# --- 2. waiting_upstream -------------------------------------------------------------------
+
+
+def _problem(instance: Instance) -> str | None:
+    """Why this ancestor holds up its downstream for good (until someone acts), if it does."""
+    if instance.state in (InstanceState.FAILED, InstanceState.STOPPED):
+        return instance.state
+    if instance.state == InstanceState.PENDING:
+        if instance.paused:
+            return "paused"
+        if instance.node.paused:
+            return "node_paused"
+    return None
+
+
+def _problem_actions(instance: Instance, cause: str) -> list[dict]:
+    if cause in (InstanceState.FAILED, InstanceState.STOPPED):
+        return [
+            _action("rerun", instance.pk, object="instance"),
+            _action("set_success", instance.pk, object="instance"),
+        ]
+    if cause == "paused":
+        return [_action("resume", instance.pk, object="instance")]
+    if cause == "node_paused":
+        return [_action("resume", instance.node_id, object="node")]
+    return []
+
+
+def _upstream(instance: Instance, names: _Names) -> tuple[Blocker | None, list[Note]]:
+    edges = list(
+        InstanceDependency.objects.filter(downstream=instance).select_related(
+            "upstream__node", "upstream__project"
+        )
+    )
+    notes = [
+        Note(
+            kind="dependency_removed",
+            message=f"the dependency on {names.label(e.upstream)!r} (instance {e.upstream_id}) "
+            "was removed: it is not waited for",
+            detail={"upstream": names.ref(e.upstream)},
+        )
+        for e in edges
+        if e.removed
+    ]
+    notes.extend(_upstream_nodes_without_instance(instance, edges))
+    waiting_on = [
+        e.upstream for e in edges if not e.removed and e.upstream.state not in DONE_FOR_DOWNSTREAM
+    ]
+    if not waiting_on:
+        return None, notes
+
+    walk = _walk_up(waiting_on)
+    actions = []
+    for ancestor, cause, _via in walk.root_causes:
+        actions.extend(_problem_actions(ancestor, cause))
+    actions.extend(
+        _action("remove_dependency", instance.pk, object="instance", upstream=up.pk)
+        for up in waiting_on
+    )
+    actions.append(_action("run_now", instance.pk, object="instance"))
+
+    listed = ", ".join(f"{names.label(up)} ({up.state})" for up in waiting_on[:5])
+    more = f" and {len(waiting_on) - 5} more" if len(waiting_on) > 5 else ""
+    message = f"waits for {len(waiting_on)} upstream instance(s): {listed}{more}"
+    if walk.root_causes:
+        causes = ", ".join(
+            f"{names.label(a)} {cause.replace('_', ' ')}" for a, cause, _ in walk.root_causes[:5]
+        )
+        message += f"; root cause: {causes}"
+    detail = {
+        "upstream": [names.ref(up) for up in waiting_on],
+        "root_causes": [
+            {**names.ref(a), "cause": cause, "via": via} for a, cause, via in walk.root_causes
+        ],
+        # Unfinished ancestors that are not a problem: running, or pending on their own
+        # time or resources. The chain moves on when they finish.
+        "in_progress": [
+            {**names.ref(a), "cause": cause, "via": via}
+            for a, cause, via in walk.in_progress[:MAX_LISTED]
+        ],
+        "walk_truncated": walk.truncated,
+    }
+    return Blocker(WaitReason.WAITING_UPSTREAM, message, detail, actions), notes
+
+
+@dataclass
+class _Walk:
+    # (ancestor, cause, ids of the path from the instance's direct upstream up to it)
+    root_causes: list[tuple[Instance, str, list[int]]] = field(default_factory=list)
+    in_progress: list[tuple[Instance, str, list[int]]] = field(default_factory=list)
+    truncated: bool = False
+
+
+def _walk_up(start: list[Instance]) -> _Walk:
+    """Walk up the unfinished ancestors, one query per level, stopping at each problem
+    (failed, stopped, paused) and at each ancestor that is itself not held up by anyone."""
+    walk = _Walk()
+    child_of: dict[int, int | None] = {i.pk: None for i in start}
+
+    def via(instance_id: int) -> list[int]:
+        """Ids on the path from a direct upstream of the instance up to `instance_id`."""
+        path = []
+        current: int | None = instance_id
+        while current is not None:
+            path.append(current)
+            current = child_of[current]
+        return path[::-1]
+
+    frontier = start
+    for _level in range(MAX_WALK_LEVELS):
+        expand = []
+        for ancestor in frontier:
+            if cause := _problem(ancestor):
+                walk.root_causes.append((ancestor, cause, via(ancestor.pk)))
+            elif ancestor.state == InstanceState.PENDING:
+                expand.append(ancestor)
+            else:
+                walk.in_progress.append((ancestor, ancestor.state, via(ancestor.pk)))
+        if not expand:
+            return walk
+        edges = (
+            InstanceDependency.objects.filter(
+                downstream_id__in=[a.pk for a in expand], removed=False
+            )
+            .exclude(upstream__state__in=DONE_FOR_DOWNSTREAM)
+            .select_related("upstream__node", "upstream__project")
+            .order_by("downstream_id", "upstream__scheduled_at", "upstream_id")
+        )
+        held_up = set()
+        frontier = []
+        for edge in edges:
+            held_up.add(edge.downstream_id)
+            if edge.upstream_id not in child_of:
+                child_of[edge.upstream_id] = edge.downstream_id
+                frontier.append(edge.upstream)
+        for ancestor in expand:
+            if ancestor.pk not in held_up:
+                # Its upstream is done: it waits on its own time, slot or dispatcher pass.
+                cause = ancestor.wait_reason or "pending"
+                walk.in_progress.append((ancestor, cause, via(ancestor.pk)))
+        if len(child_of) > MAX_WALK_INSTANCES:
+            walk.truncated = bool(frontier)
+            return walk
+    walk.truncated = bool(frontier)
+    return walk
+
+
+def _upstream_nodes_without_instance(
+    instance: Instance, edges: list[InstanceDependency]
+) -> list[Note]:
+    """Upstream nodes of its version that have no instance to wait for (a node added later,
+    or offline): not blocking, but an operator expecting a wait should know. Their names
+    are in the instance's own spec, so they are shown to every viewer."""
+    from apps.nodes.models import Node
+
+    expected = set(instance.version.upstream_ids or [])
+    linked = {e.upstream.node_id for e in edges}
+    missing = expected - linked
+    if not missing:
+        return []
+    nodes = Node.objects.filter(pk__in=missing).select_related("project").order_by("name")
+    return [
+        Note(
+            kind="upstream_without_instance",
+            message=f"upstream node {node.name!r} has no instance for biz date "
+            f"{instance.biz_date.isoformat()}: not waited for",
+            detail={"node": node.pk, "node_name": node.name, "project": node.project.code},
+        )
+        for node in nodes
+    ]
+
+
+# --- 3. waiting_time -------------------------------------------------------------------
+
+
+def _waiting_time(instance: Instance, now: datetime.datetime) -> Blocker | None:
+    retry = instance.next_attempt_at is not None
+    until = instance.next_attempt_at if retry else instance.scheduled_at
+    if until <= now:
+        return None
+    tz = instance.project.tz
+    what = "its next attempt" if retry else "its scheduled time"
+    return Blocker(
+        kind=WaitReason.WAITING_TIME,
+        message=f"waits for {what}, {_iso(until, tz)}",
+        detail={
+            "until": _iso(until, tz),
+            "seconds": int((until - now).total_seconds()),
+            "retry": retry,
+            "attempts_so_far": instance.attempt_count,
+        },
+        actions=[_action("run_now", instance.pk, object="instance")],
+    )
+
+
+# --- 4. throttled --------------------------------------------------------------------
+
+
+def _throttled(instance: Instance, now: datetime.datetime) -> list[Blocker]:
+    """Throttling rules (SPEC section 9) plug in here: one Blocker(kind="throttled") per
+    applicable rule that is full, with the rule, its holders and the queue ahead —
+    shaped like _waiting_resources. There are no rules yet."""
+    return []
+
+
+# --- 5. waiting_resources ------------------------------------------------------------------
+
+
+def _allocation(cpu, memory_mb) -> tuple[float, float]:
+    return float(cpu or 0), float(memory_mb or 0)
+
+
+def _waiting_resources(instance: Instance, now: datetime.datetime, names: _Names) -> Blocker | None:
+    group = instance.resource_group
+    holders = Instance.objects.filter(resource_group=group, state__in=ACTIVE)
+    in_use = holders.count()
+    reasons = []
+    detail: dict = {
+        "resource_group": group.name,
+        "max_concurrency": group.max_concurrency,
+        "in_use": in_use,
+    }
+    if in_use >= group.max_concurrency:
+        reasons.append(f"all {group.max_concurrency} slot(s) are taken")
+    if group.cpu_capacity is not None or group.memory_capacity_mb is not None:
+        used_cpu = used_mem = 0.0
+        for cpu, mem in holders.values_list("version__spec__cpu", "version__spec__memory_mb"):
+            cpu, mem = _allocation(cpu, mem)
+            used_cpu += cpu
+            used_mem += mem
+        spec = instance.version.spec
+        need_cpu, need_mem = _allocation(spec.get("cpu"), spec.get("memory_mb"))
+        if group.cpu_capacity is not None:
+            detail.update(cpu_capacity=group.cpu_capacity, cpu_in_use=used_cpu, cpu_needed=need_cpu)
+            if used_cpu + need_cpu > group.cpu_capacity:
+                reasons.append(
+                    f"CPU {used_cpu:g} of {group.cpu_capacity:g} in use, needs {need_cpu:g}"
+                )
+        if group.memory_capacity_mb is not None:
+            detail.update(
+                memory_capacity_mb=group.memory_capacity_mb,
+                memory_in_use_mb=used_mem,
+                memory_needed_mb=need_mem,
+            )
+            if used_mem + need_mem > group.memory_capacity_mb:
+                reasons.append(
+                    f"memory {used_mem:g} of {group.memory_capacity_mb} MB in use, needs {need_mem:g}"
+                )
+    if not reasons:
+        return None
+
+    # Ahead of it: instances the dispatcher would start first, in its own order (higher
+    # priority, then earlier scheduled time, then id) among those ready to start now.
+    p, s = instance.priority, instance.scheduled_at
+    ahead = (
+        unblocked_pending(Instance.objects.filter(resource_group=group))
+        .filter(dry_run=False)
+        .filter(due_q(now))
+        .filter(
+            Q(priority__gt=p)
+            | Q(priority=p, scheduled_at__lt=s)
+            | Q(priority=p, scheduled_at=s, pk__lt=instance.pk)
+        )
+        .count()
+    )
+    holding = list(
+        holders.select_related("node", "project").order_by("queued_at", "id")[:MAX_LISTED]
+    )
+    detail.update(
+        holders=[names.ref(h) for h in holding],
+        ahead=ahead,
+        position=ahead + 1,
+    )
+    return Blocker(
+        kind=WaitReason.WAITING_RESOURCES,
+        message=f"resource group {group.name!r} is full ({'; '.join(reasons)}); "
+        f"{ahead} instance(s) ahead of it",
+        detail=detail,
+        actions=[_action("change_resource_group", instance.pk, object="instance")],
+    )

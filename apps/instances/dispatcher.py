@@ -1,0 +1,262 @@
+"""The dispatcher: which pending instances may start now, and starting them.
+
+An instance starts only when all of SPEC section 4 hold: every upstream instance is
+succeeded or skipped (removed edges aside), its time (scheduled or next attempt) has
+come, its resource group has a free slot (and CPU/memory capacity where set), and
+neither it nor its node is paused. Within a group, higher priority starts first, then
+earlier scheduled time.
+
+Claims are made per resource group inside a transaction that locks the group's row, so
+two dispatchers never overfill a group, and each instance moves pending -> queued by a
+conditional update, so two dispatchers never start one instance twice. Queued instances
+are handed to the group's django-q2 queue after the transaction commits.
+"""
+
+import datetime
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models.functions import Coalesce
+
+from apps.configuration.models import ResourceGroup
+from apps.core import clock
+
+from . import states
+from .choices import ACTIVE, DONE_FOR_DOWNSTREAM, InstanceState, WaitReason
+from .models import Attempt, Instance, InstanceDependency
+
+logger = logging.getLogger(__name__)
+
+# enqueue(resource_group_name, instance_ids): hands queued instances to workers.
+Enqueue = Callable[[str, list[int]], None]
+
+
+def enqueue_on_cluster(group_name: str, instance_ids: list[int]) -> None:
+    """The production hand-off: one django-q2 task per instance on the group's queue."""
+    from django_q.tasks import async_task
+
+    for instance_id in instance_ids:
+        # Results are recorded on the instance and its attempt; django-q2 need not keep them.
+        async_task(
+            "apps.instances.tasks.run_instance",
+            instance_id,
+            cluster=group_name,
+            task_name=f"instance-{instance_id}",
+            save=False,
+        )
+
+
+@dataclass
+class TickResult:
+    queued: list[int] = field(default_factory=list)
+    skipped: int = 0
+    reaped: int = 0
+
+    @property
+    def started(self) -> int:
+        return len(self.queued)
+
+
+# --- what may start --------------------------------------------------------------------
+
+
+def blocking_upstream() -> QuerySet[InstanceDependency]:
+    """Edges into OuterRef("pk") whose upstream is not done yet."""
+    return InstanceDependency.objects.filter(downstream=OuterRef("pk"), removed=False).exclude(
+        upstream__state__in=DONE_FOR_DOWNSTREAM
+    )
+
+
+def frozen_q() -> Q:
+    return Q(paused=True) | Q(node__paused=True)
+
+
+def due_q(now: datetime.datetime) -> Q:
+    return Q(next_attempt_at__isnull=True, scheduled_at__lte=now) | Q(next_attempt_at__lte=now)
+
+
+def unblocked_pending(scope: QuerySet[Instance]) -> QuerySet[Instance]:
+    """Pending instances of `scope` that are neither frozen nor waiting for upstream."""
+    return (
+        scope.filter(state=InstanceState.PENDING)
+        .exclude(frozen_q())
+        .exclude(Exists(blocking_upstream()))
+    )
+
+
+def next_wake(*, scope: QuerySet[Instance] | None = None) -> datetime.datetime | None:
+    """The earliest time an unblocked pending instance becomes due (None when none is)."""
+    scope = scope if scope is not None else Instance.objects.all()
+    return (
+        unblocked_pending(scope)
+        .filter(dry_run=False)
+        .annotate(at=Coalesce("next_attempt_at", "scheduled_at"))
+        .order_by("at")
+        .values_list("at", flat=True)
+        .first()
+    )
+
+
+# --- one pass ------------------------------------------------------------------------
+
+
+def tick(
+    *,
+    now: datetime.datetime | None = None,
+    only_ids: Iterable[int] | None = None,
+    enqueue: Enqueue | None = None,
+) -> TickResult:
+    """One dispatcher pass. `only_ids` limits it to those instances (used when an instance
+    finishes, to start its ready children at once)."""
+    now = now or clock.now()
+    enqueue = enqueue or enqueue_on_cluster
+    result = TickResult()
+    scope = Instance.objects.all()
+    if only_ids is not None:
+        only_ids = list(only_ids)
+        if not only_ids:
+            return result
+        scope = scope.filter(pk__in=only_ids)
+    else:
+        result.reaped = reap_lost_attempts(now=now)
+
+    result.skipped = _skip_ready_dry_runs(scope=scope, now=now)
+
+    due = unblocked_pending(scope).filter(dry_run=False).filter(due_q(now))
+    group_ids = list(due.values_list("resource_group_id", flat=True).distinct())
+    for group_id in group_ids:
+        result.queued.extend(_claim_in_group(group_id=group_id, due=due, now=now, enqueue=enqueue))
+
+    wait_reasons_refresh(scope=scope, now=now)
+    return result
+
+
+def _skip_ready_dry_runs(*, scope: QuerySet[Instance], now: datetime.datetime) -> int:
+    """Skip dry runs whose upstream is done, then their dry-run children, and so on."""
+    total = 0
+    while True:
+        ids = list(unblocked_pending(scope).filter(dry_run=True).values_list("id", flat=True))
+        if not ids:
+            return total
+        skipped = states.dry_runs_skip(ids=ids, now=now)
+        total += skipped
+        if not skipped:
+            return total
+        # Children of what was skipped may now be ready too.
+        children = InstanceDependency.objects.filter(upstream_id__in=ids).values_list(
+            "downstream_id", flat=True
+        )
+        scope = Instance.objects.filter(pk__in=list(children))
+
+
+def _claim_in_group(
+    *, group_id: int, due: QuerySet[Instance], now: datetime.datetime, enqueue: Enqueue
+) -> list[int]:
+    with transaction.atomic():
+        # The group's row lock serialises claims for this group across dispatchers.
+        group = ResourceGroup.objects.select_for_update().get(pk=group_id)
+        active = Instance.objects.filter(resource_group_id=group_id, state__in=ACTIVE)
+        free = group.max_concurrency - active.count()
+        if free <= 0:
+            return []
+        candidates = due.filter(resource_group_id=group_id).order_by(
+            "-priority", "scheduled_at", "id"
+        )
+        if group.cpu_capacity is None and group.memory_capacity_mb is None:
+            chosen = list(candidates.values_list("id", flat=True)[:free])
+        else:
+            chosen = _fit_capacity(group=group, active=active, candidates=candidates, free=free)
+        if not chosen:
+            return []
+        # Lock the chosen rows, passing over any an operator is changing right now; the
+        # conditional update then moves exactly these to queued.
+        locked = list(
+            Instance.objects.select_for_update(skip_locked=True)
+            .filter(pk__in=chosen, state=InstanceState.PENDING)
+            .values_list("id", flat=True)
+        )
+        states.instances_queue(ids=locked, now=now)
+        if locked:
+            transaction.on_commit(lambda: enqueue(group.name, locked))
+        return locked
+
+
+def _allocation(spec: dict) -> tuple[float, float]:
+    return float(spec.get("cpu") or 0), float(spec.get("memory_mb") or 0)
+
+
+def _fit_capacity(*, group, active, candidates, free: int) -> list[int]:
+    """Take candidates in order while the group's CPU and memory capacity allow; a
+    candidate that does not fit blocks those behind it (no starving big instances)."""
+    used_cpu = used_mem = 0.0
+    for spec in active.values_list("version__spec", flat=True):
+        cpu, mem = _allocation(spec)
+        used_cpu += cpu
+        used_mem += mem
+    chosen = []
+    for instance_id, spec in candidates.values_list("id", "version__spec")[: free * 4]:
+        cpu, mem = _allocation(spec)
+        if group.cpu_capacity is not None and used_cpu + cpu > group.cpu_capacity:
+            break
+        if group.memory_capacity_mb is not None and used_mem + mem > group.memory_capacity_mb:
+            break
+        used_cpu += cpu
+        used_mem += mem
+        chosen.append(instance_id)
+        if len(chosen) == free:
+            break
+    return chosen
+
+
+def wait_reasons_refresh(*, scope: QuerySet[Instance], now: datetime.datetime) -> None:
+    """Store why each pending instance waits, in SPEC order, in a few bulk updates that
+    touch only rows whose reason changed."""
+    pending = scope.filter(state=InstanceState.PENDING)
+    frozen = pending.filter(frozen_q())
+    blocked = pending.exclude(frozen_q()).filter(Exists(blocking_upstream()))
+    ready = unblocked_pending(scope)
+    updates = [
+        (frozen, WaitReason.FROZEN),
+        (blocked, WaitReason.WAITING_UPSTREAM),
+        (ready.exclude(due_q(now)), WaitReason.WAITING_TIME),
+        (ready.filter(due_q(now), dry_run=False), WaitReason.WAITING_RESOURCES),
+    ]
+    for queryset, reason in updates:
+        Instance.objects.filter(
+            pk__in=queryset.exclude(wait_reason=reason).values("pk")
+        ).update(wait_reason=reason)
+
+
+# --- lost workers ---------------------------------------------------------------------
+
+
+def reap_lost_attempts(*, now: datetime.datetime) -> int:
+    """Attempts whose worker stopped heartbeating (killed, machine gone) are failed and
+    their instances retried or failed; never left running."""
+    limit = now - datetime.timedelta(seconds=settings.OPSCENTER_HEARTBEAT_TIMEOUT)
+    lost = Attempt.objects.filter(state="running", heartbeat_at__lt=limit).select_related(
+        "instance__version"
+    )
+    reaped = 0
+    for attempt in lost:
+        spec = attempt.instance.version.spec
+        new_state = states.attempt_lost(
+            attempt=attempt,
+            retries=int(spec.get("retries") or 0),
+            retry_interval_seconds=float(spec.get("retry_interval_seconds") or 0),
+            now=now,
+        )
+        if new_state is not None:
+            reaped += 1
+            logger.warning(
+                "attempt %s of instance %s lost (worker %s): instance now %s",
+                attempt.number,
+                attempt.instance_id,
+                attempt.worker,
+                new_state,
+            )
+    return reaped

@@ -1,0 +1,412 @@
+"""Run one command as a supervised process tree.
+
+The command gets its own session (process group), dies with the worker
+(PR_SET_PDEATHSIG on Linux) and an environment marker that every descendant
+inherits. While it runs, one loop on the caller's thread reads its merged
+output, hands complete lines to `log`, samples the whole tree with psutil
+(memory, CPU), enforces the timeout and asks `tick` whether to stop. Everything
+happens on the caller's thread, so `log` and `tick` may use the database.
+
+Killing is always of the whole tree: the process group, every descendant seen so
+far (also ones that started their own session or were re-parented) and every
+process still carrying the marker; SIGTERM first, SIGKILL after the grace
+period. Leftover background processes of a command that exited are killed the
+same way, so an attempt never leaves anything running.
+"""
+
+import codecs
+import ctypes
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+from .base import FAILED, STOPPED, SUCCEEDED, TIMED_OUT, RunResult
+
+POLL_SECONDS = 0.2
+# Output beyond this is read (so the process never blocks) but not stored.
+MAX_LOG_BYTES = 20 * 1024 * 1024
+# A line longer than this is handed to `log` in pieces.
+MAX_PENDING_CHARS = 64 * 1024
+# Every process of one run carries OPSCENTER_RUN_ID=<uuid>, to find escaped descendants.
+RUN_MARKER = "OPSCENTER_RUN_ID"
+
+_STATUS_LOST = -1  # never a real wait status
+_PR_SET_PDEATHSIG = 1
+_libc = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
+
+
+@dataclass(frozen=True)
+class Command:
+    argv: list[str]
+    cwd: Path
+    env: dict[str, str]
+    stdin: bytes | None = None  # written then closed; None: /dev/null
+
+
+def note(text: str) -> str:
+    """A line of opscenter's own, told apart from the command's output."""
+    return f"[opscenter] {text}\n"
+
+
+def run_command(
+    command: Command,
+    *,
+    timeout_seconds: float | None,
+    log: Callable[[str], None],
+    tick: Callable[[], bool],
+    on_start: Callable[[int], None] | None = None,
+    kill_grace_seconds: float | None = None,
+) -> RunResult:
+    if kill_grace_seconds is None:
+        from django.conf import settings
+
+        kill_grace_seconds = float(settings.OPSCENTER_KILL_GRACE_SECONDS)
+    marker = uuid.uuid4().hex
+    try:
+        proc = subprocess.Popen(
+            command.argv,
+            cwd=command.cwd,
+            env={**command.env, RUN_MARKER: marker},
+            stdin=subprocess.PIPE if command.stdin is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_die_with_parent(os.getpid()),
+        )
+    except OSError as exc:
+        log(note(f"could not start {command.argv[0]}: {exc}"))
+        return RunResult(FAILED, None, 0.0, 0.0, f"could not start: {exc}")
+    run = _Run(proc, marker, log, kill_grace_seconds)
+    try:
+        if on_start is not None:
+            on_start(proc.pid)
+        run.feed_stdin(command.stdin)
+        return run.supervise(timeout_seconds, tick)
+    except BaseException:
+        # A failing callback (or an interrupt) must never leave the tree running; the
+        # callbacks may be what failed, so the clean-up no longer calls them.
+        run.log = _discard
+        run.kill_tree(tick=None)
+        run.reap(block=True)
+        raise
+    finally:
+        run.close()
+
+
+def _die_with_parent(parent_pid: int) -> Callable[[], None]:
+    def preexec() -> None:
+        if _libc is not None:
+            _libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        # The worker may have died between fork and prctl: then nobody would kill us.
+        if os.getppid() != parent_pid:
+            os._exit(1)
+
+    return preexec
+
+
+class _Run:
+    def __init__(self, proc: subprocess.Popen, marker: str, log, grace: float):
+        self.proc = proc
+        self.marker = marker
+        self.log = log
+        self.grace = grace
+        self.pgid = proc.pid  # start_new_session: the child leads its own group
+        self.fd = proc.stdout.fileno()
+        self.eof = False
+        self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self.pending = ""
+        self.logged_bytes = 0
+        self.truncated = False
+        self.status: int | None = None  # exit status once reaped
+        self.rusage = None
+        self.seen: dict[int, psutil.Process] = {}
+        self.cpu_by_process: dict[tuple[int, float], float] = {}
+        self.peak_rss = 0
+        try:
+            self.root = psutil.Process(proc.pid)
+            self.seen[proc.pid] = self.root
+        except psutil.Error:
+            self.root = None
+
+    # --- the loop -------------------------------------------------------------------
+
+    def supervise(self, timeout_seconds: float | None, tick: Callable[[], bool]) -> RunResult:
+        started = time.monotonic()
+        limit = timeout_seconds if timeout_seconds and timeout_seconds > 0 else None
+        next_check = started
+        outcome, reason = None, ""
+        while not self.reap():
+            self.pump(until=next_check)
+            now = time.monotonic()
+            if now < next_check or self.reap():
+                continue
+            self.sample()
+            if limit is not None and now - started >= limit:
+                outcome, reason = TIMED_OUT, f"timed out after {limit:g}s"
+                self.flush(note(f"{reason}: killing process tree (pids {self.pids_text()})"))
+                self.kill_tree(tick)
+                break
+            if tick():
+                outcome, reason = STOPPED, "stopped"
+                self.flush(note(f"stop requested: killing process tree (pids {self.pids_text()})"))
+                self.kill_tree(tick)
+                break
+            next_check = now + POLL_SECONDS
+        self.reap(block=True)
+        if outcome is None:
+            leftovers = [p for p in self.collect() if p.pid != self.proc.pid]
+            if leftovers:
+                pids = ", ".join(str(p.pid) for p in leftovers)
+                self.flush(note(f"command exited; killing leftover processes (pids {pids})"))
+                self.kill_tree(tick)
+        self.drain_output()
+        exit_code = self.exit_code()
+        if outcome is None:
+            if exit_code == 0:
+                outcome = SUCCEEDED
+            elif exit_code is None:
+                outcome, reason = FAILED, "exit status lost"
+            elif exit_code < 0:
+                outcome, reason = FAILED, f"killed by signal {_signal_name(-exit_code)}"
+            else:
+                outcome, reason = FAILED, f"exited with code {exit_code}"
+            self.flush(note(f"{outcome}: {reason}" if reason else "exited with code 0"))
+        else:
+            self.flush(note(f"{outcome.replace('_', ' ')}; exit status {exit_code}"))
+        return RunResult(outcome, exit_code, self.cpu_seconds(), self.peak_memory_mb(), reason)
+
+    def feed_stdin(self, data: bytes | None) -> None:
+        if data is None:
+            return
+        try:
+            self.proc.stdin.write(data)
+        except BrokenPipeError:
+            pass  # it died before reading; its exit status tells why
+        finally:
+            try:
+                self.proc.stdin.close()
+            except BrokenPipeError:
+                pass
+
+    def reap(self, block: bool = False) -> bool:
+        """True once the root process has exited; keeps its status and rusage."""
+        if self.status is None:
+            try:
+                pid, status, rusage = os.wait4(self.proc.pid, 0 if block else os.WNOHANG)
+            except ChildProcessError:
+                # Reaped by someone else (SIGCHLD ignored in this process): status lost.
+                pid, status, rusage = self.proc.pid, _STATUS_LOST, None
+            if pid:
+                self.status, self.rusage = status, rusage
+                # Tell Popen, so it neither waits again nor warns that it is still running.
+                self.proc.returncode = self.exit_code()
+        return self.status is not None
+
+    def exit_code(self) -> int | None:
+        if self.status is None or self.status == _STATUS_LOST:
+            return None
+        return os.waitstatus_to_exitcode(self.status)
+
+    # --- output ---------------------------------------------------------------------
+
+    def pump(self, until: float) -> None:
+        """Read output until `until` (monotonic) or the first chunk, whichever is first."""
+        remaining = max(0.0, until - time.monotonic())
+        if self.eof:
+            time.sleep(min(remaining, 0.05))
+            return
+        ready, _, _ = select.select([self.fd], [], [], remaining)
+        if ready:
+            self.read_chunk()
+
+    def read_chunk(self) -> None:
+        data = os.read(self.fd, 65536)
+        if not data:
+            self.eof = True
+            self.pending += self.decoder.decode(b"", final=True)
+            return
+        if self.logged_bytes >= MAX_LOG_BYTES:
+            if not self.truncated:
+                self.truncated = True
+                self.flush(note(f"log truncated: output beyond {MAX_LOG_BYTES} bytes not kept"))
+            return
+        self.logged_bytes += len(data)
+        self.pending += self.decoder.decode(data)
+        if len(self.pending) >= MAX_PENDING_CHARS or "\n" in self.pending:
+            self.flush_lines()
+
+    def flush_lines(self) -> None:
+        """Hand complete lines to `log`; a partial line waits for its end (unless huge)."""
+        cut = self.pending.rfind("\n") + 1
+        if cut == 0 and len(self.pending) >= MAX_PENDING_CHARS:
+            cut = len(self.pending)
+        if cut:
+            text, self.pending = self.pending[:cut], self.pending[cut:]
+            self.log(text)
+
+    def flush(self, own_line: str = "") -> None:
+        """Hand over everything read so far, then (optionally) a line of our own."""
+        text = self.pending
+        if text and not text.endswith("\n"):
+            text += "\n"
+        self.pending = ""
+        if text or own_line:
+            self.log(text + own_line)
+
+    def drain_output(self) -> None:
+        """Read what is left in the pipe; give up shortly if something escaped still holds it."""
+        deadline = time.monotonic() + 1.0
+        while not self.eof and time.monotonic() < deadline:
+            self.pump(until=deadline)
+
+    # --- the tree -------------------------------------------------------------------
+
+    def sample(self) -> None:
+        rss = 0
+        for proc in self.tree():
+            try:
+                with proc.oneshot():
+                    memory = proc.memory_info().rss
+                    times = proc.cpu_times()
+            except psutil.Error:
+                continue
+            rss += memory
+            self.cpu_by_process[(proc.pid, proc.create_time())] = times.user + times.system
+            # A process's own high-water mark catches a spike between two samples.
+            self.peak_rss = max(self.peak_rss, _high_water_rss(proc.pid))
+        self.peak_rss = max(self.peak_rss, rss)
+
+    def tree(self) -> list[psutil.Process]:
+        """The root, its descendants now, and every descendant seen before still alive."""
+        found: dict[int, psutil.Process] = {}
+        if self.root is not None and self.status is None:
+            found[self.root.pid] = self.root
+            try:
+                for child in self.root.children(recursive=True):
+                    found.setdefault(child.pid, child)
+            except psutil.Error:
+                pass
+        for pid, proc in list(self.seen.items()):
+            if pid not in found:
+                if _alive(proc):
+                    found[pid] = proc
+                else:
+                    del self.seen[pid]
+        self.seen.update(found)
+        return list(found.values())
+
+    def collect(self) -> list[psutil.Process]:
+        """tree() plus any process carrying this run's marker (escaped, re-parented)."""
+        procs = {p.pid: p for p in self.tree() if _alive(p)}
+        me = os.getpid()
+        for proc in psutil.process_iter():
+            if proc.pid in procs or proc.pid == me:
+                continue
+            try:
+                if proc.environ().get(RUN_MARKER) == self.marker and _alive(proc):
+                    procs[proc.pid] = proc
+            except psutil.Error:
+                continue
+        self.seen.update(procs)
+        return list(procs.values())
+
+    def pids_text(self) -> str:
+        return ", ".join(str(p.pid) for p in self.collect()) or str(self.proc.pid)
+
+    def kill_tree(self, tick: Callable[[], bool] | None) -> None:
+        """SIGTERM the whole tree, wait up to the grace period, SIGKILL what is left."""
+        targets = self.collect()
+        self.signal_all(targets, signal.SIGTERM)
+        deadline = time.monotonic() + self.grace
+        next_tick = time.monotonic() + POLL_SECONDS
+        while time.monotonic() < deadline:
+            targets = [p for p in targets if _alive(p)]
+            if not targets:
+                break
+            self.pump(until=min(deadline, time.monotonic() + 0.05))
+            if tick is not None and time.monotonic() >= next_tick:
+                tick()  # keeps the heartbeat going; we are stopping already
+                next_tick = time.monotonic() + POLL_SECONDS
+        # Collect again: something may have started a process while dying.
+        everyone = {p.pid: p for p in targets} | {p.pid: p for p in self.collect()}
+        survivors = [p for p in everyone.values() if _alive(p)]
+        if survivors:
+            pids = ", ".join(str(p.pid) for p in survivors)
+            self.flush(note(f"still running after {self.grace:g}s grace: SIGKILL (pids {pids})"))
+            self.signal_all(survivors, signal.SIGKILL)
+            # SIGKILL cannot be refused, but dying takes a moment; be done only when dead.
+            deadline = time.monotonic() + 5
+            while any(_alive(p) for p in survivors) and time.monotonic() < deadline:
+                self.pump(until=time.monotonic() + 0.02)
+
+    def signal_all(self, procs: list[psutil.Process], sig: int) -> None:
+        if self.status is None:
+            try:
+                os.killpg(self.pgid, sig)
+            except OSError:
+                pass
+        for proc in procs:
+            try:
+                proc.send_signal(sig)  # psutil refuses if the pid was reused
+            except psutil.Error:
+                pass
+
+    # --- measurements ---------------------------------------------------------------
+
+    def cpu_seconds(self) -> float:
+        # rusage covers the root and every descendant it waited for, to the end; the
+        # samples also cover descendants nobody waited for (killed, re-parented), up
+        # to the last sample. Neither alone is complete; the larger is the better guess.
+        waited = self.rusage.ru_utime + self.rusage.ru_stime if self.rusage else 0.0
+        return round(max(waited, sum(self.cpu_by_process.values())), 3)
+
+    def peak_memory_mb(self) -> float:
+        # Not ru_maxrss: the kernel carries the forking worker's own RSS into it.
+        return round(self.peak_rss / 1024 / 1024, 1)
+
+    def close(self) -> None:
+        for stream in (self.proc.stdout, self.proc.stdin):
+            if stream is not None:
+                try:
+                    stream.close()
+                except OSError:
+                    pass
+
+
+def _discard(text: str) -> None:
+    pass
+
+
+def _alive(proc: psutil.Process) -> bool:
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def _high_water_rss(pid: int) -> int:
+    """Peak RSS in bytes of the process since its exec (Linux VmHWM); 0 where unknown."""
+    try:
+        with open(f"/proc/{pid}/status", "rb") as status:
+            for line in status:
+                if line.startswith(b"VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return str(number)

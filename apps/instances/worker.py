@@ -1,0 +1,284 @@
+"""Running instances: the django-q2 task body, and `drain` for running without a cluster.
+
+A worker claims its instance (queued -> running, new attempt), builds the attempt's
+request from the instance's node version (never the live node), runs it through the
+executors, streams the log into the database while it runs, heartbeats, and notices
+when an operator stops the instance. When it finishes, the instance's ready children
+are dispatched at once rather than at the next periodic pass.
+"""
+
+import logging
+import shutil
+import threading
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.conf import settings
+from django.db import close_old_connections, connection
+
+from apps.core import clock
+from apps.projects.models import Datasource, Variable
+
+from . import dispatcher, states
+from .choices import AttemptState, InstanceState
+from .executors import RunRequest, execute
+from .models import Attempt, AttemptLogChunk, Instance, InstanceDependency
+from .params import ParamContext, UnknownParameter, render, render_value
+
+logger = logging.getLogger(__name__)
+
+LOG_FLUSH_SECONDS = 1.0
+
+
+class AttemptLog:
+    """Collects an attempt's output and writes it to the database in chunks: at most
+    once a second while the attempt runs, and the rest with the attempt's end."""
+
+    def __init__(self, attempt: Attempt):
+        self.attempt = attempt
+        self.offset = 0
+        self._buffer: list[str] = []
+        self._lock = threading.Lock()
+
+    def write(self, text: str) -> None:
+        if text:
+            with self._lock:
+                self._buffer.append(text)
+
+    def line(self, text: str) -> None:
+        stamp = clock.now().strftime("%Y-%m-%d %H:%M:%S")
+        self.write(f"[{stamp}] {text}\n")
+
+    def take(self) -> tuple[int, str]:
+        """(offset, text) of what was written since the last take."""
+        with self._lock:
+            text = "".join(self._buffer)
+            self._buffer.clear()
+        offset = self.offset
+        self.offset += len(text)
+        return offset, text
+
+    def flush(self) -> None:
+        offset, text = self.take()
+        if text:
+            AttemptLogChunk.objects.create(attempt=self.attempt, offset=offset, text=text)
+            Attempt.objects.filter(pk=self.attempt.pk).update(log_size=self.offset)
+
+
+class AttemptWatch:
+    """The executor's `tick`: flushes the log, heartbeats, and says when to stop."""
+
+    def __init__(self, attempt: Attempt, log: AttemptLog):
+        self.attempt = attempt
+        self.log = log
+        self.last_check = time.monotonic()
+        self.last_heartbeat = time.monotonic()
+        self.stop_reason = ""
+
+    def __call__(self) -> bool:
+        if self.stop_reason:
+            return True
+        moment = time.monotonic()
+        if moment - self.last_check < LOG_FLUSH_SECONDS:
+            return False
+        self.last_check = moment
+        self.log.flush()
+        if moment - self.last_heartbeat >= settings.OPSCENTER_HEARTBEAT_SECONDS:
+            self.last_heartbeat = moment
+            alive = Attempt.objects.filter(pk=self.attempt.pk, state=AttemptState.RUNNING).update(
+                heartbeat_at=clock.now()
+            )
+            if not alive:
+                self.stop_reason = "this attempt was declared lost; another attempt takes over"
+                return True
+        state = Instance.objects.filter(pk=self.attempt.instance_id).values_list("state", flat=True)
+        if state.first() != InstanceState.RUNNING:
+            self.stop_reason = f"instance is now {state.first()}: stopping"
+            return True
+        return False
+
+
+def _param_context(instance: Instance) -> ParamContext:
+    spec = instance.version.spec
+    params = {str(k): str(v) for k, v in (spec.get("params") or {}).items()}
+    params.update({str(k): str(v) for k, v in (instance.params or {}).items()})
+    return ParamContext(
+        biz_date=instance.biz_date,
+        cyctime=instance.scheduled_at.astimezone(instance.project.tz),
+        variables=dict(
+            Variable.objects.filter(project=instance.project_id).values_list("name", "value")
+        ),
+        params=params,
+    )
+
+
+class ConfigurationError(Exception):
+    """The attempt cannot run as configured; another attempt would fail the same way."""
+
+
+def _datasource(instance: Instance, name: str | None) -> dict:
+    if not name:
+        raise ConfigurationError("this SQL node names no datasource")
+    datasource = Datasource.objects.filter(project=instance.project_id, name=name).first()
+    if datasource is None:
+        raise ConfigurationError(f"datasource {name!r} does not exist in this project")
+    return {
+        "kind": datasource.kind,
+        "dsn": datasource.dsn,
+        "path": datasource.path,
+        "password": datasource.get_password(),
+    }
+
+
+def build_request(instance: Instance, attempt: Attempt, workdir: Path) -> RunRequest:
+    spec = instance.version.spec
+    ctx = _param_context(instance)
+    content = spec.get("content") or ""
+    content = render_value(content, ctx) if isinstance(content, dict) else render(content, ctx)
+    datasource = _datasource(instance, spec.get("datasource")) if spec["type"] == "sql" else None
+    return RunRequest(
+        node_type=spec["type"],
+        content=content,
+        timeout_seconds=spec.get("timeout_seconds"),
+        datasource=datasource,
+        env={
+            "OPSCENTER_PROJECT": instance.project.code,
+            "OPSCENTER_NODE": instance.node.name,
+            "OPSCENTER_INSTANCE_ID": str(instance.pk),
+            "OPSCENTER_ATTEMPT": str(attempt.number),
+            "OPSCENTER_BIZDATE": ctx.biz_date.strftime("%Y%m%d"),
+            "OPSCENTER_CYCTIME": ctx.cyctime.strftime("%Y%m%d%H%M%S"),
+        },
+        workdir=workdir,
+    )
+
+
+def run_attempt(instance_id: int, *, enqueue: dispatcher.Enqueue | None = None) -> str | None:
+    """Run one attempt of a queued instance. Returns the instance's new state, or None when
+    there was nothing to do (already taken, or stopped while queued)."""
+    attempt = states.attempt_start(instance_id=instance_id, now=clock.now())
+    if attempt is None:
+        return None
+    instance = Instance.objects.select_related("project", "node", "version").get(pk=instance_id)
+    spec = instance.version.spec
+    log = AttemptLog(attempt)
+    log.line(
+        f"attempt {attempt.number} of {instance.project.code}.{instance.node.name} "
+        f"v{instance.version.number} ({spec['type']}), biz date {instance.biz_date}, "
+        f"on {attempt.worker}"
+    )
+    workdir = Path(settings.VAR_DIR) / "work" / str(instance.pk) / str(attempt.number)
+    try:
+        workdir.mkdir(parents=True, exist_ok=True)
+        request = build_request(instance, attempt, workdir)
+    except (UnknownParameter, ConfigurationError) as exc:
+        log.line(f"cannot run: {exc}")
+        outcome = states.AttemptOutcome(outcome="failed", reason=str(exc), retryable=False)
+    else:
+        outcome = _execute(request, attempt, log)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    log.line(f"attempt {attempt.number} {outcome.outcome}" + (f": {outcome.reason}" if outcome.reason else ""))
+    new_state = states.attempt_finish(
+        attempt=attempt,
+        result=outcome,
+        retries=int(spec.get("retries") or 0),
+        retry_interval_seconds=float(spec.get("retry_interval_seconds") or 0),
+        now=clock.now(),
+        log_tail=log.take(),
+    )
+    if new_state in (InstanceState.SUCCEEDED, InstanceState.SKIPPED):
+        children = InstanceDependency.objects.filter(upstream_id=instance_id).values_list(
+            "downstream_id", flat=True
+        )
+        dispatcher.tick(only_ids=list(children), enqueue=enqueue)
+    return new_state
+
+
+def _execute(request: RunRequest, attempt: Attempt, log: AttemptLog) -> states.AttemptOutcome:
+    watch = AttemptWatch(attempt, log)
+
+    def on_start(pid: int) -> None:
+        Attempt.objects.filter(pk=attempt.pk).update(pid=pid)
+
+    try:
+        result = execute(request, log=log.write, tick=watch, on_start=on_start)
+    except Exception as exc:  # an executor bug must not leave the instance running
+        logger.exception("executor failed for attempt %s", attempt.pk)
+        return states.AttemptOutcome(outcome="failed", reason=f"executor error: {exc}")
+    reason = result.reason
+    if result.outcome == "stopped" and watch.stop_reason:
+        reason = watch.stop_reason
+    return states.AttemptOutcome(
+        outcome=result.outcome,
+        exit_code=result.exit_code,
+        cpu_seconds=result.cpu_seconds,
+        peak_memory_mb=result.peak_memory_mb,
+        reason=reason,
+    )
+
+
+# --- drain: the dispatcher and executors in one process --------------------------------
+
+
+@dataclass
+class DrainResult:
+    executed: int
+    seconds: float
+
+
+def drain(*, timeout: float, max_workers: int = 4, log=None) -> DrainResult:
+    """Dispatch and execute in this process until nothing runs and nothing can start
+    within `timeout` seconds (waiting for retry intervals and scheduled times inside it).
+    For tests and demos without a cluster; resource-group limits hold as usual."""
+    started = time.monotonic()
+    deadline = started + timeout
+    pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="drain")
+    futures: set[Future] = set()
+    lock = threading.Lock()
+    executed = 0
+
+    def run_in_thread(instance_id: int) -> None:
+        close_old_connections()
+        try:
+            run_attempt(instance_id, enqueue=enqueue)
+        finally:
+            connection.close()
+
+    def enqueue(group_name: str, instance_ids: list[int]) -> None:
+        nonlocal executed
+        with lock:
+            for instance_id in instance_ids:
+                futures.add(pool.submit(run_in_thread, instance_id))
+                executed += 1
+
+    # Instances queued for a cluster that is not running are run here instead; if a
+    # cluster picks the same task up later, it finds the instance taken and does nothing.
+    enqueue("", list(Instance.objects.filter(state=InstanceState.QUEUED).values_list("id", flat=True)))
+    try:
+        while True:
+            dispatcher.tick(enqueue=enqueue)
+            with lock:
+                running = {f for f in futures if not f.done()}
+                for done in futures - running:
+                    done.result()  # surface bugs in tests instead of hiding them
+                futures.intersection_update(running)
+            if running:
+                wait(running, timeout=0.5, return_when=FIRST_COMPLETED)
+                continue
+            remaining = deadline - time.monotonic()
+            wake = dispatcher.next_wake()
+            if wake is None or remaining <= 0:
+                break
+            until_wake = (wake - clock.now()).total_seconds()
+            if until_wake > remaining:
+                break
+            time.sleep(max(0.05, min(until_wake, 1.0)))
+    finally:
+        pool.shutdown(wait=True)
+    if log:
+        log(f"drain: executed {executed} attempt(s) in {time.monotonic() - started:.1f}s")
+    return DrainResult(executed=executed, seconds=time.monotonic() - started)
+

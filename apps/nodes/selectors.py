@@ -1,0 +1,144 @@
+"""Reads of nodes, shared by the API and the pages (one filter set serves both)."""
+
+from dataclasses import dataclass, fields
+
+from django.db.models import Q, QuerySet
+
+from apps.core.errors import NotFound, ValidationFailed
+from apps.projects.selectors import projects_visible_to
+
+from .choices import Env, NodeStatus, NodeType, ScheduleType
+from .models import Node, NodeDependency, NodeVersion
+
+MAX_DAG_DEPTH = 10
+
+
+def nodes_visible_to(user) -> QuerySet[Node]:
+    qs = Node.objects.select_related("project", "owner", "resource_group", "current_version")
+    if user.is_superuser:
+        return qs
+    return qs.filter(project__in=projects_visible_to(user))
+
+
+def node_get(*, user, node_id: int) -> Node:
+    """The node, if `user` may see it. A node one may not see does not exist."""
+    node = nodes_visible_to(user).filter(pk=node_id).first()
+    if node is None:
+        raise NotFound(f"node {node_id} not found")
+    return node
+
+
+def node_versions(*, node: Node) -> QuerySet[NodeVersion]:
+    return NodeVersion.objects.filter(node=node).select_related("published_by")
+
+
+def node_upstream_names(node: Node) -> list[str]:
+    """Upstream names as published ("name", or "project_code.name" for other projects)."""
+    return list(node.current_version.spec.get("upstream", [])) if node.current_version_id else []
+
+
+@dataclass
+class NodeFilters:
+    """Filters of SPEC section 12 for /api/nodes and the node pages. Empty strings mean
+    "no filter"; `q` searches names and descriptions."""
+
+    project: str = ""
+    env: str = ""
+    type: str = ""
+    schedule_type: str = ""
+    owner: str = ""
+    paused: str = ""
+    status: str = ""
+    q: str = ""
+
+    @classmethod
+    def from_query(cls, query) -> "NodeFilters":
+        return cls(**{f.name: (query.get(f.name) or "").strip() for f in fields(cls)})
+
+
+def _refuse(field: str, message: str):
+    raise ValidationFailed(f"invalid {field}", [{"field": field, "message": message}])
+
+
+def _choice(field: str, value: str, allowed: list[str]) -> str:
+    if value not in allowed:
+        _refuse(field, f"one of {', '.join(allowed)}")
+    return value
+
+
+def node_filter(queryset: QuerySet[Node], filters: NodeFilters) -> QuerySet[Node]:
+    if filters.project:
+        queryset = queryset.filter(project__code=filters.project)
+    if filters.env:
+        queryset = queryset.filter(env=_choice("env", filters.env, Env.values))
+    if filters.type:
+        queryset = queryset.filter(type=_choice("type", filters.type, NodeType.values))
+    if filters.schedule_type:
+        queryset = queryset.filter(
+            schedule_type=_choice("schedule_type", filters.schedule_type, ScheduleType.values)
+        )
+    if filters.owner:
+        queryset = queryset.filter(owner__username=filters.owner)
+    if filters.paused:
+        if filters.paused.lower() in ("true", "1"):
+            queryset = queryset.filter(paused=True)
+        elif filters.paused.lower() in ("false", "0"):
+            queryset = queryset.filter(paused=False)
+        else:
+            _refuse("paused", "true or false")
+    if filters.status:
+        queryset = queryset.filter(status=_choice("status", filters.status, NodeStatus.values))
+    if filters.q:
+        queryset = queryset.filter(
+            Q(name__icontains=filters.q) | Q(description__icontains=filters.q)
+        )
+    return queryset
+
+
+@dataclass
+class NodeGraph:
+    """The node-level graph around one node. `levels` maps node id to its distance:
+    negative upstream, positive downstream, 0 for the node itself."""
+
+    nodes: list[Node]
+    edges: list[tuple[int, int]]  # (upstream id, downstream id)
+    levels: dict[int, int]
+
+
+def node_dag(*, user, node: Node, up: int, down: int) -> NodeGraph:
+    """Nodes up to `up` levels upstream and `down` levels downstream of `node`, and the
+    edges between them; nodes of projects `user` cannot see are left out. One query
+    per level."""
+    for name, value in (("up", up), ("down", down)):
+        if not 0 <= value <= MAX_DAG_DEPTH:
+            _refuse(name, f"a whole number from 0 to {MAX_DAG_DEPTH}")
+    levels = {node.id: 0}
+    edges: set[tuple[int, int]] = set()
+    for direction, depth in ((-1, up), (1, down)):
+        frontier = {node.id}
+        for level in range(1, depth + 1):
+            if not frontier:
+                break
+            if direction < 0:
+                pairs = NodeDependency.objects.filter(node_id__in=frontier).values_list(
+                    "upstream_id", "node_id"
+                )
+            else:
+                pairs = NodeDependency.objects.filter(upstream_id__in=frontier).values_list(
+                    "upstream_id", "node_id"
+                )
+            next_frontier = set()
+            for upstream_id, downstream_id in pairs:
+                edges.add((upstream_id, downstream_id))
+                reached = upstream_id if direction < 0 else downstream_id
+                if reached not in levels:
+                    levels[reached] = direction * level
+                    next_frontier.add(reached)
+            frontier = next_frontier
+    nodes = list(nodes_visible_to(user).filter(id__in=levels).order_by("id"))
+    shown = {n.id for n in nodes}
+    return NodeGraph(
+        nodes=nodes,
+        edges=sorted((u, d) for u, d in edges if u in shown and d in shown),
+        levels={i: level for i, level in levels.items() if i in shown},
+    )

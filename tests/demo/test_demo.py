@@ -1,0 +1,113 @@
+import datetime
+import sqlite3
+from io import StringIO
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from apps.instances.models import Attempt, GenerationRun, Instance, InstanceDependency
+from apps.nodes.models import Node, NodeVersion
+from apps.projects.models import Membership, Project
+
+ONE_DAY = datetime.timedelta(days=1)
+
+
+@pytest.fixture
+def var_dir(settings, tmp_path):
+    """The demo's warehouse and scratch files go to a directory of this test's own."""
+    settings.VAR_DIR = tmp_path
+    return tmp_path
+
+
+def demo(*args: str) -> str:
+    out = StringIO()
+    call_command("opscenter", "demo", *args, stdout=out)
+    return out.getvalue()
+
+
+def counts() -> dict[str, int]:
+    return {
+        "nodes": Node.objects.count(),
+        "versions": NodeVersion.objects.count(),
+        "instances": Instance.objects.count(),
+        "edges": InstanceDependency.objects.count(),
+    }
+
+
+# The demo really runs its pipelines through drain, so the rows must be visible to its
+# worker threads' own connections: a committed (transactional) test database.
+@pytest.mark.django_db(transaction=True)
+def test_demo_runs_real_pipelines_and_is_idempotent(var_dir):
+    output = demo("--days", "1")
+
+    project = Project.objects.get(code="demo")
+    assert "dana / dana-demo" in output  # the demo users are printed
+    assert set(
+        Membership.objects.filter(project=project).values_list("user__username", "role")
+    ) == {
+        ("dana", "developer"),
+        ("oscar", "operator"),
+        ("vicky", "viewer"),
+    }
+    types = set(Node.objects.filter(project=project).values_list("type", flat=True))
+    assert types == {"sql", "shell", "python", "virtual"}
+
+    # "Today" as the demo saw it: the last day it generated is tomorrow.
+    today = GenerationRun.objects.filter(project=project).latest("run_date").run_date - ONE_DAY
+    # Yesterday's instances (business date the day before) are history: all finished.
+    history_date = today - 2 * ONE_DAY
+    history = Instance.objects.filter(project=project, biz_date=history_date)
+    states = dict(history.values_list("node__name", "state").order_by())
+    assert history.filter(node__name="ingest_orders").count() == 24
+    assert set(history.values_list("state", flat=True)) <= {"succeeded", "skipped"}, states
+    for name in [
+        "start_daily",
+        "stg_orders",
+        "fact_orders",
+        "rpt_daily_sales",
+        "quality_check",
+        "export_report",
+    ]:
+        assert states[name] == "succeeded", (name, states)
+
+    # The flaky node failed once and succeeded on its retry.
+    flaky = history.get(node__name="sync_partner_feed")
+    assert flaky.state == "succeeded"
+    assert list(Attempt.objects.filter(instance=flaky).values_list("number", "state")) == [
+        (1, "failed"),
+        (2, "succeeded"),
+    ]
+
+    # The SQL nodes wrote real rows for the business date.
+    day = history_date.isoformat()
+    with sqlite3.connect(var_dir / "demo_warehouse.sqlite3") as db:
+        raw = db.execute("SELECT count(*) FROM raw_orders WHERE biz_date = ?", (day,)).fetchone()
+        facts, revenue = db.execute(
+            "SELECT count(*), sum(amount) FROM fact_orders WHERE biz_date = ?", (day,)
+        ).fetchone()
+        report = db.execute(
+            "SELECT sum(orders), round(sum(revenue), 2) FROM rpt_daily_sales WHERE biz_date = ?",
+            (day,),
+        ).fetchone()
+    assert raw[0] == 24 * 5
+    assert 0 < facts <= raw[0]
+    assert report == (facts, round(revenue, 2))
+    assert (
+        var_dir / "demo_scratch" / "exports" / history_date.strftime("%Y/%m/%d") / "MANIFEST"
+    ).exists()
+
+    # Tomorrow's instances are generated and wait for their time.
+    tomorrow = Instance.objects.filter(project=project, biz_date=today)
+    assert tomorrow.filter(node__name="ingest_orders").count() == 24
+    assert set(tomorrow.values_list("state", flat=True)) == {"pending"}
+
+    before = counts()
+    second = demo("--days", "1")
+    assert "0 created, 0 updated" in second
+    assert counts() == before
+    assert Attempt.objects.filter(instance=flaky).count() == 2
+
+
+def test_demo_refuses_negative_days():
+    with pytest.raises(CommandError, match="days"):
+        demo("--days", "-1")

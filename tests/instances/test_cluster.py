@@ -1,0 +1,147 @@
+"""Instances run on a real django-q2 cluster (a `qcluster` subprocess on this test's
+database), and a worker killed with SIGKILL mid-attempt is detected and retried."""
+
+import datetime
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+from django.conf import settings
+from django.db import connection
+
+from apps.instances import dispatcher
+from apps.instances.models import Attempt, Instance
+from tests.factories import instance_create, node_create
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+SCHEDULED = datetime.datetime(2026, 11, 20, 2, 0, tzinfo=datetime.UTC)
+ROOT = Path(settings.BASE_DIR)
+
+
+def database_url() -> str:
+    db = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{db['NAME']}"
+    host = db.get("HOST") or "127.0.0.1"
+    port = db.get("PORT") or 5432
+    return f"postgresql://{db.get('USER') or 'postgres'}@{host}:{port}/{db['NAME']}"
+
+
+class Cluster:
+    """A `manage.py qcluster` in its own process group, on this test's database."""
+
+    def __init__(self, tmp_path: Path, **env: str):
+        self.log_path = tmp_path / "qcluster.log"
+        environment = {
+            **os.environ,
+            "DATABASE_URL": database_url(),
+            "Q_WORKERS": "2",
+            "Q_POLL": "0.1",
+            "OPSCENTER_HEARTBEAT_SECONDS": "0.5",
+            **env,
+        }
+        environment.pop("REDIS_URL", None)  # the default (ORM) broker
+        self.process = subprocess.Popen(
+            [sys.executable, "manage.py", "qcluster"],
+            cwd=ROOT,
+            env=environment,
+            stdout=self.log_path.open("w"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def stop(self) -> None:
+        try:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.wait(timeout=15)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+    def output(self) -> str:
+        return self.log_path.read_text()
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    clusters = []
+
+    def start(**env):
+        clusters.append(Cluster(tmp_path, **env))
+        return clusters[-1]
+
+    yield start
+    for running in clusters:
+        running.stop()
+
+
+def wait_for(condition, *, timeout: float, message: str, cluster=None):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            detail = f"\n--- qcluster output ---\n{cluster.output()[-3000:]}" if cluster else ""
+            pytest.fail(message + detail)
+        time.sleep(0.2)
+
+
+def test_a_chain_runs_on_django_q2_workers(project, users, cluster):
+    owner = users["alice"]
+    first = node_create(project, "first", owner=owner, type="shell", content="echo one")
+    second = node_create(project, "second", owner=owner, type="python", upstream=[first],
+                         content="print('two')")
+    i1 = instance_create(first, SCHEDULED)
+    i2 = instance_create(second, SCHEDULED, upstream=[i1])
+    running = cluster()
+
+    # One dispatcher pass hands the first instance to the queue; the worker that finishes
+    # it starts the second at once, without another pass.
+    assert dispatcher.tick().queued == [i1.pk]
+    wait_for(
+        lambda: Instance.objects.get(pk=i2.pk).state == "succeeded",
+        timeout=60, message="the chain did not finish on the cluster", cluster=running,
+    )
+    workers = set(Attempt.objects.values_list("worker", flat=True))
+    assert all(w and not w.endswith(f":{os.getpid()}") for w in workers)
+
+
+def test_worker_killed_with_sigkill_is_detected_and_the_instance_retried(
+    project, users, cluster, settings
+):
+    settings.OPSCENTER_HEARTBEAT_TIMEOUT = 3
+    node = node_create(
+        project, "victim", owner=users["alice"], type="shell", retries=1,
+        retry_interval_seconds=0,
+        content='if [ "$OPSCENTER_ATTEMPT" = 1 ]; then sleep 120; fi\necho survived',
+    )
+    instance = instance_create(node, SCHEDULED)
+    running = cluster()
+    dispatcher.tick()
+
+    wait_for(
+        lambda: Attempt.objects.filter(instance=instance, number=1, pid__isnull=False).exists(),
+        timeout=60, message="the first attempt never started", cluster=running,
+    )
+    attempt = Attempt.objects.get(instance=instance, number=1)
+    script = psutil.Process(attempt.pid)
+    worker_process = script.parent()
+    assert worker_process.pid != running.process.pid
+    worker_process.send_signal(signal.SIGKILL)
+
+    # The script dies with its worker (it is not left running unsupervised)...
+    wait_for(lambda: not script.is_running() or script.status() == psutil.STATUS_ZOMBIE,
+             timeout=10, message="the script outlived its killed worker")
+    # ...and the dispatcher finds the silent attempt and retries the instance.
+    def retried():
+        dispatcher.tick()
+        return Instance.objects.get(pk=instance.pk).state == "succeeded"
+
+    wait_for(retried, timeout=60, message="the instance was not retried", cluster=running)
+    first, second = Attempt.objects.filter(instance=instance).order_by("number")
+    assert first.state == "failed" and "lost" in first.reason
+    assert second.state == "succeeded"
