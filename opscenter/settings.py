@@ -124,6 +124,7 @@ STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 WHITENOISE_AUTOREFRESH = True  # serve from finders without collectstatic (dev and tests)
+WHITENOISE_USE_FINDERS = True
 # Front-end libraries come pinned from the npm registry (package.json); only their
 # distributed files are served.
 NODE_MODULES = BASE_DIR / "node_modules"

@@ -45,10 +45,17 @@ def users(db):
 def project(users):
     """Project "acme" in a non-UTC timezone, to catch timezone mistakes."""
     project = Project.objects.create(
-        code="acme", name="Acme Data", timezone="Asia/Shanghai",
+        code="acme",
+        name="Acme Data",
+        timezone="Asia/Shanghai",
         generation_time=datetime.time(23, 0),
     )
-    for name, role in [("alice", "admin"), ("olga", "operator"), ("dave", "developer"), ("vera", "viewer")]:
+    for name, role in [
+        ("alice", "admin"),
+        ("olga", "operator"),
+        ("dave", "developer"),
+        ("vera", "viewer"),
+    ]:
         Membership.objects.create(project=project, user=users[name], role=role)
     return project
 

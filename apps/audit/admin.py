@@ -6,8 +6,15 @@ from .models import OperationLog
 @admin.register(OperationLog)
 class OperationLogAdmin(admin.ModelAdmin):
     list_display = [
-        "created_at", "username", "source", "action", "object_type", "object_id",
-        "project", "result", "message",
+        "created_at",
+        "username",
+        "source",
+        "action",
+        "object_type",
+        "object_id",
+        "project",
+        "result",
+        "message",
     ]
     list_filter = ["source", "action", "object_type", "result", "project"]
     search_fields = ["username", "action", "object_id", "message"]

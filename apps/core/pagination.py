@@ -94,5 +94,7 @@ def keyset_page(
     if len(rows) > limit:
         rows = rows[:limit]
         last = rows[-1]
-        next_cursor = _encode(getattr(last, order_field) if order_field != "id" else last.pk, last.pk)
+        next_cursor = _encode(
+            getattr(last, order_field) if order_field != "id" else last.pk, last.pk
+        )
     return Page(items=rows, next_cursor=next_cursor)

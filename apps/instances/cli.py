@@ -9,7 +9,7 @@ from apps.core import clock
 from apps.core.cli import Subcommand
 from apps.projects.models import Project
 
-from . import generation
+from . import dispatcher, generation, worker
 
 
 def _generate_configure(parser) -> None:
@@ -76,7 +76,47 @@ def _generate_run(command, options: dict) -> None:
     )
 
 
+def _tick_run(command, options: dict) -> None:
+    result = dispatcher.tick()
+    command.stdout.write(
+        f"queued {result.started} instance(s), skipped {result.skipped} dry run(s), "
+        f"reaped {result.reaped} lost attempt(s)"
+    )
+
+
+def _drain_configure(parser) -> None:
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=60.0,
+        help="seconds to wait for instances that can start within it (retry intervals, "
+        "scheduled times); default 60",
+    )
+    parser.add_argument("--workers", type=int, default=4, help="parallel attempts; default 4")
+
+
+def _drain_run(command, options: dict) -> None:
+    if options["timeout"] < 0:
+        raise CommandError("--timeout: must be 0 or more seconds")
+    if options["workers"] < 1:
+        raise CommandError("--workers: must be at least 1")
+    worker.drain(
+        timeout=options["timeout"], max_workers=options["workers"], log=command.stdout.write
+    )
+
+
 COMMANDS = {
+    "tick": Subcommand(
+        help="one dispatcher pass: start every instance that may start (hands them to the "
+        "worker clusters)",
+        run=_tick_run,
+    ),
+    "drain": Subcommand(
+        help="dispatch and execute instances in this process until nothing runs and nothing "
+        "can start within --timeout (for tests and demos without a cluster)",
+        run=_drain_run,
+        configure=_drain_configure,
+    ),
     "generate": Subcommand(
         help="generate recurring instances for a run date (default tomorrow)",
         run=_generate_run,

@@ -14,6 +14,9 @@ are handed to the group's django-q2 queue after the transaction commits.
 
 import datetime
 import logging
+import os
+import signal
+import socket
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -226,12 +229,24 @@ def wait_reasons_refresh(*, scope: QuerySet[Instance], now: datetime.datetime) -
         (ready.filter(due_q(now), dry_run=False), WaitReason.WAITING_RESOURCES),
     ]
     for queryset, reason in updates:
-        Instance.objects.filter(
-            pk__in=queryset.exclude(wait_reason=reason).values("pk")
-        ).update(wait_reason=reason)
+        Instance.objects.filter(pk__in=queryset.exclude(wait_reason=reason).values("pk")).update(
+            wait_reason=reason
+        )
 
 
 # --- lost workers ---------------------------------------------------------------------
+
+
+def _kill_orphaned_tree(attempt: Attempt) -> None:
+    """The attempt's own process dies with its worker, but what it started may live on.
+    Its process group is killed when the reaper runs on the same machine; on another
+    machine the group is left to that machine (the attempt's pid is in its record)."""
+    if not attempt.pid or attempt.worker.rsplit(":", 1)[0] != socket.gethostname():
+        return
+    try:
+        os.killpg(attempt.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def reap_lost_attempts(*, now: datetime.datetime) -> int:
@@ -252,6 +267,7 @@ def reap_lost_attempts(*, now: datetime.datetime) -> int:
         )
         if new_state is not None:
             reaped += 1
+            _kill_orphaned_tree(attempt)
             logger.warning(
                 "attempt %s of instance %s lost (worker %s): instance now %s",
                 attempt.number,

@@ -93,8 +93,12 @@ class Instance(models.Model):
 class InstanceDependency(models.Model):
     """An edge fixed at generation: `downstream` may start only after `upstream` is done."""
 
-    downstream = models.ForeignKey(Instance, on_delete=models.CASCADE, related_name="upstream_edges")
-    upstream = models.ForeignKey(Instance, on_delete=models.CASCADE, related_name="downstream_edges")
+    downstream = models.ForeignKey(
+        Instance, on_delete=models.CASCADE, related_name="upstream_edges"
+    )
+    upstream = models.ForeignKey(
+        Instance, on_delete=models.CASCADE, related_name="downstream_edges"
+    )
     # Set by the "remove dependency" operation: the edge is kept for the record but no
     # longer blocks.
     removed = models.BooleanField(default=False)
@@ -163,10 +167,11 @@ class AttemptLogChunk(models.Model):
     text = models.TextField()
 
     class Meta:
-        constraints = [
-            models.UniqueConstraint(fields=["attempt", "offset"], name="uniq_log_chunk")
-        ]
+        constraints = [models.UniqueConstraint(fields=["attempt", "offset"], name="uniq_log_chunk")]
         ordering = ["attempt", "offset"]
+
+    def __str__(self) -> str:
+        return f"log of attempt {self.attempt_id} from {self.offset}"
 
 
 class GenerationRun(models.Model):
@@ -186,3 +191,6 @@ class GenerationRun(models.Model):
     class Meta:
         indexes = [models.Index(fields=["project", "run_date"], name="genrun_project_date_idx")]
         ordering = ["-started_at"]
+
+    def __str__(self) -> str:
+        return f"generation of {self.project_id} for {self.run_date}"

@@ -11,8 +11,8 @@ task, a stop racing a finish, or a reaper racing a slow worker harmless.
 """
 
 import datetime
-import socket
 import os
+import socket
 from dataclasses import dataclass
 
 from django.db import transaction

@@ -1,10 +1,14 @@
 """django-q2 tasks of the instances app. Thin: parse, call a service."""
 
 import datetime
+import time
+
+from django.conf import settings
+from django.db import close_old_connections
 
 from apps.core import clock
 
-from . import generation
+from . import dispatcher, generation, worker
 
 
 def generate_project(project: str, intended_at: str | None = None) -> dict:
@@ -13,3 +17,51 @@ def generate_project(project: str, intended_at: str | None = None) -> dict:
     due = datetime.datetime.fromisoformat(intended_at) if intended_at else clock.now()
     result = generation.generate_nightly(project_code=project, intended_at=due)
     return {"instances_created": result.instances_created, "edges_created": result.edges_created}
+
+
+def run_instance(instance_id: int) -> str | None:
+    """One attempt of a queued instance, on a worker of its resource group's cluster."""
+    return worker.run_attempt(instance_id)
+
+
+def dispatcher_loop(seconds: float = 55.0) -> dict:
+    """The "dispatcher" schedule starts this every minute: it passes over the instances
+    every OPSCENTER_TICK_SECONDS for about a minute, so instances whose time (scheduled or
+    retry) comes start within seconds. Finishing instances start their children
+    themselves; this loop is for time, retries, operator actions and lost workers."""
+    deadline = time.monotonic() + seconds
+    totals = {"passes": 0, "queued": 0, "skipped": 0, "reaped": 0}
+    try:
+        while True:
+            result = dispatcher.tick()
+            totals["passes"] += 1
+            totals["queued"] += result.started
+            totals["skipped"] += result.skipped
+            totals["reaped"] += result.reaped
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            time.sleep(min(settings.OPSCENTER_TICK_SECONDS, remaining))
+        return totals
+    finally:
+        close_old_connections()
+
+
+DISPATCHER_SCHEDULE = "dispatcher"
+
+
+def schedules_ensure() -> None:
+    """The one idempotent place that creates opscenter's django-q2 schedules: the
+    dispatcher loop and each project's nightly generation. Runs after every migrate."""
+    from django_q.models import Schedule
+
+    Schedule.objects.update_or_create(
+        name=DISPATCHER_SCHEDULE,
+        defaults={
+            "func": "apps.instances.tasks.dispatcher_loop",
+            "schedule_type": Schedule.MINUTES,
+            "minutes": 1,
+            "repeats": -1,
+        },
+    )
+    generation.generation_schedules_sync_all()

@@ -180,7 +180,10 @@ def run_attempt(instance_id: int, *, enqueue: dispatcher.Enqueue | None = None) 
         outcome = _execute(request, attempt, log)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    log.line(f"attempt {attempt.number} {outcome.outcome}" + (f": {outcome.reason}" if outcome.reason else ""))
+    log.line(
+        f"attempt {attempt.number} {outcome.outcome}"
+        + (f": {outcome.reason}" if outcome.reason else "")
+    )
     new_state = states.attempt_finish(
         attempt=attempt,
         result=outcome,
@@ -256,7 +259,9 @@ def drain(*, timeout: float, max_workers: int = 4, log=None) -> DrainResult:
 
     # Instances queued for a cluster that is not running are run here instead; if a
     # cluster picks the same task up later, it finds the instance taken and does nothing.
-    enqueue("", list(Instance.objects.filter(state=InstanceState.QUEUED).values_list("id", flat=True)))
+    enqueue(
+        "", list(Instance.objects.filter(state=InstanceState.QUEUED).values_list("id", flat=True))
+    )
     try:
         while True:
             dispatcher.tick(enqueue=enqueue)
@@ -281,4 +286,3 @@ def drain(*, timeout: float, max_workers: int = 4, log=None) -> DrainResult:
     if log:
         log(f"drain: executed {executed} attempt(s) in {time.monotonic() - started:.1f}s")
     return DrainResult(executed=executed, seconds=time.monotonic() - started)
-

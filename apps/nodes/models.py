@@ -42,7 +42,11 @@ class Node(models.Model):
         ordering = ["project", "env", "name"]
 
     def __str__(self) -> str:
-        return f"{self.project.code}.{self.name}" if self.env == Env.PROD else f"{self.project.code}.{self.name} (dev)"
+        return (
+            f"{self.project.code}.{self.name}"
+            if self.env == Env.PROD
+            else f"{self.project.code}.{self.name} (dev)"
+        )
 
     @property
     def version(self) -> int | None:
@@ -65,9 +69,7 @@ class NodeVersion(models.Model):
     note = models.TextField(blank=True)
 
     class Meta:
-        constraints = [
-            models.UniqueConstraint(fields=["node", "number"], name="uniq_node_version")
-        ]
+        constraints = [models.UniqueConstraint(fields=["node", "number"], name="uniq_node_version")]
         indexes = [models.Index(fields=["published_at"], name="nodeversion_published_idx")]
         ordering = ["node", "-number"]
 

@@ -13,6 +13,7 @@ import psutil
 import pytest
 from django.conf import settings
 from django.db import connection
+from django_q.models import Schedule
 
 from apps.instances import dispatcher
 from apps.instances.models import Attempt, Instance
@@ -57,10 +58,11 @@ class Cluster:
         )
 
     def stop(self) -> None:
+        # django-q2 stops gracefully on a SIGTERM to its main process (not its group).
+        self.process.send_signal(signal.SIGTERM)
         try:
-            os.killpg(self.process.pid, signal.SIGTERM)
             self.process.wait(timeout=15)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
+        except subprocess.TimeoutExpired:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
 
@@ -70,6 +72,9 @@ class Cluster:
 
 @pytest.fixture
 def cluster(tmp_path):
+    # These tests start instances themselves; the dispatcher loop schedule would only
+    # hold up the cluster's graceful stop for its minute.
+    Schedule.objects.all().delete()
     clusters = []
 
     def start(**env):
@@ -93,8 +98,9 @@ def wait_for(condition, *, timeout: float, message: str, cluster=None):
 def test_a_chain_runs_on_django_q2_workers(project, users, cluster):
     owner = users["alice"]
     first = node_create(project, "first", owner=owner, type="shell", content="echo one")
-    second = node_create(project, "second", owner=owner, type="python", upstream=[first],
-                         content="print('two')")
+    second = node_create(
+        project, "second", owner=owner, type="python", upstream=[first], content="print('two')"
+    )
     i1 = instance_create(first, SCHEDULED)
     i2 = instance_create(second, SCHEDULED, upstream=[i1])
     running = cluster()
@@ -104,20 +110,32 @@ def test_a_chain_runs_on_django_q2_workers(project, users, cluster):
     assert dispatcher.tick().queued == [i1.pk]
     wait_for(
         lambda: Instance.objects.get(pk=i2.pk).state == "succeeded",
-        timeout=60, message="the chain did not finish on the cluster", cluster=running,
+        timeout=60,
+        message="the chain did not finish on the cluster",
+        cluster=running,
     )
     workers = set(Attempt.objects.values_list("worker", flat=True))
     assert all(w and not w.endswith(f":{os.getpid()}") for w in workers)
 
 
 def test_worker_killed_with_sigkill_is_detected_and_the_instance_retried(
-    project, users, cluster, settings
+    project, users, cluster, settings, tmp_path
 ):
+    grandchild_file = tmp_path / "grandchild.pid"
     settings.OPSCENTER_HEARTBEAT_TIMEOUT = 3
     node = node_create(
-        project, "victim", owner=users["alice"], type="shell", retries=1,
+        project,
+        "victim",
+        owner=users["alice"],
+        type="shell",
+        retries=1,
         retry_interval_seconds=0,
-        content='if [ "$OPSCENTER_ATTEMPT" = 1 ]; then sleep 120; fi\necho survived',
+        content=(
+            'if [ "$OPSCENTER_ATTEMPT" = 1 ]; then\n'
+            f"  sleep 120 & echo $! > {grandchild_file}; wait\n"
+            "fi\n"
+            "echo survived"
+        ),
     )
     instance = instance_create(node, SCHEDULED)
     running = cluster()
@@ -125,7 +143,9 @@ def test_worker_killed_with_sigkill_is_detected_and_the_instance_retried(
 
     wait_for(
         lambda: Attempt.objects.filter(instance=instance, number=1, pid__isnull=False).exists(),
-        timeout=60, message="the first attempt never started", cluster=running,
+        timeout=60,
+        message="the first attempt never started",
+        cluster=running,
     )
     attempt = Attempt.objects.get(instance=instance, number=1)
     script = psutil.Process(attempt.pid)
@@ -134,8 +154,12 @@ def test_worker_killed_with_sigkill_is_detected_and_the_instance_retried(
     worker_process.send_signal(signal.SIGKILL)
 
     # The script dies with its worker (it is not left running unsupervised)...
-    wait_for(lambda: not script.is_running() or script.status() == psutil.STATUS_ZOMBIE,
-             timeout=10, message="the script outlived its killed worker")
+    wait_for(
+        lambda: not script.is_running() or script.status() == psutil.STATUS_ZOMBIE,
+        timeout=10,
+        message="the script outlived its killed worker",
+    )
+
     # ...and the dispatcher finds the silent attempt and retries the instance.
     def retried():
         dispatcher.tick()
@@ -144,4 +168,9 @@ def test_worker_killed_with_sigkill_is_detected_and_the_instance_retried(
     wait_for(retried, timeout=60, message="the instance was not retried", cluster=running)
     first, second = Attempt.objects.filter(instance=instance).order_by("number")
     assert first.state == "failed" and "lost" in first.reason
+    # What the lost attempt had started was killed by the reaper on this machine.
+    grandchild = int(grandchild_file.read_text())
+    wait_for(lambda: not psutil.pid_exists(grandchild)
+             or psutil.Process(grandchild).status() == psutil.STATUS_ZOMBIE,
+             timeout=10, message="the lost attempt's grandchild is still running")
     assert second.state == "succeeded"

@@ -159,10 +159,15 @@ def test_only_ids_limits_the_pass(project, owner):
 def test_reaper_fails_lost_attempt_and_retries(project, owner, settings):
     settings.OPSCENTER_HEARTBEAT_TIMEOUT = 30
     a = node_create(project, "a", owner=owner, retries=1, retry_interval_seconds=10)
-    instance = instance_create(a, NOW - datetime.timedelta(hours=1), state="running", attempt_count=1)
+    instance = instance_create(
+        a, NOW - datetime.timedelta(hours=1), state="running", attempt_count=1
+    )
     attempt = Attempt.objects.create(
-        instance=instance, number=1, started_at=NOW - datetime.timedelta(minutes=5),
-        heartbeat_at=NOW - datetime.timedelta(seconds=31), worker="gone:1",
+        instance=instance,
+        number=1,
+        started_at=NOW - datetime.timedelta(minutes=5),
+        heartbeat_at=NOW - datetime.timedelta(seconds=31),
+        worker="gone:1",
     )
     fresh = instance_create(a, NOW - datetime.timedelta(hours=2), state="running", attempt_count=1)
     Attempt.objects.create(
@@ -181,7 +186,10 @@ def test_reaper_fails_lost_attempt_and_retries(project, owner, settings):
     # Out of retries, the next loss fails it.
     Instance.objects.filter(pk=instance.pk).update(state="running")
     Attempt.objects.create(
-        instance=instance, number=2, started_at=NOW, heartbeat_at=NOW - datetime.timedelta(minutes=1)
+        instance=instance,
+        number=2,
+        started_at=NOW,
+        heartbeat_at=NOW - datetime.timedelta(minutes=1),
     )
     assert dispatcher.tick(now=NOW, enqueue=collect()).reaped == 1
     assert states_of(instance) == ["failed"]
@@ -195,8 +203,12 @@ def test_two_dispatchers_racing_start_each_instance_exactly_once(project, owner)
     Instance.objects.bulk_create(
         [
             Instance(
-                project=project, node=a, version=a.current_version, kind="recurring",
-                biz_date=base.date(), scheduled_at=base + datetime.timedelta(seconds=i),
+                project=project,
+                node=a,
+                version=a.current_version,
+                kind="recurring",
+                biz_date=base.date(),
+                scheduled_at=base + datetime.timedelta(seconds=i),
                 resource_group=a.resource_group,
             )
             for i in range(200)

@@ -35,11 +35,18 @@ def test_diamond_of_shell_python_and_sql_runs_in_dependency_order(project, users
     out = tmp_path / "out"
     out.mkdir()
     start = node_create(
-        project, "start", owner=owner, type="shell",
+        project,
+        "start",
+        owner=owner,
+        type="shell",
         content=f"echo start ${{bizdate}} > {out}/start.txt\necho started",
     )
     left = node_create(
-        project, "left", owner=owner, type="python", upstream=[start],
+        project,
+        "left",
+        owner=owner,
+        type="python",
+        upstream=[start],
         content=(
             "import pathlib\n"
             f"p = pathlib.Path({str(out)!r})\n"
@@ -49,7 +56,12 @@ def test_diamond_of_shell_python_and_sql_runs_in_dependency_order(project, users
         ),
     )
     right = node_create(
-        project, "right", owner=owner, type="sql", upstream=[start], datasource="wh",
+        project,
+        "right",
+        owner=owner,
+        type="sql",
+        upstream=[start],
+        datasource="wh",
         content=(
             "CREATE TABLE IF NOT EXISTS facts (biz_date TEXT, n INTEGER);\n"
             "INSERT INTO facts VALUES ('${bizdate}', 42);\n"
@@ -57,8 +69,12 @@ def test_diamond_of_shell_python_and_sql_runs_in_dependency_order(project, users
         ),
     )
     end = node_create(
-        project, "end", owner=owner, type="shell", upstream=[left, right],
-        content=f"test \"$(cat {out}/left.txt)\" = 2026-11-19\necho end ${{bizdate}} ok",
+        project,
+        "end",
+        owner=owner,
+        type="shell",
+        upstream=[left, right],
+        content=f'test "$(cat {out}/left.txt)" = 2026-11-19\necho end ${{bizdate}} ok',
     )
     i_start = instance_create(start, SCHEDULED)
     i_left = instance_create(left, SCHEDULED, upstream=[i_start])
@@ -69,7 +85,10 @@ def test_diamond_of_shell_python_and_sql_runs_in_dependency_order(project, users
 
     instances = {i.node.name: i for i in Instance.objects.select_related("node")}
     assert {name: i.state for name, i in instances.items()} == {
-        "start": "succeeded", "left": "succeeded", "right": "succeeded", "end": "succeeded",
+        "start": "succeeded",
+        "left": "succeeded",
+        "right": "succeeded",
+        "end": "succeeded",
     }
     assert result.executed == 4
     # Dependency order, proven by the attempts' own times.
@@ -90,8 +109,12 @@ def test_diamond_of_shell_python_and_sql_runs_in_dependency_order(project, users
 def test_failure_retries_after_its_interval_and_succeeds(project, users, tmp_path):
     marker = tmp_path / "tried"
     flaky = node_create(
-        project, "flaky", owner=users["alice"], type="shell",
-        retries=2, retry_interval_seconds=2,
+        project,
+        "flaky",
+        owner=users["alice"],
+        type="shell",
+        retries=2,
+        retry_interval_seconds=2,
         content=f"if [ ! -e {marker} ]; then touch {marker}; echo first try fails; exit 3; fi\necho second try",
     )
     instance = instance_create(flaky, SCHEDULED)
@@ -124,7 +147,11 @@ def test_failure_without_retries_fails_and_blocks_downstream(project, users):
 
 def test_unknown_parameter_fails_the_attempt_with_a_clear_log_line(project, users):
     node = node_create(
-        project, "typo", owner=users["alice"], type="shell", retries=3,
+        project,
+        "typo",
+        owner=users["alice"],
+        type="shell",
+        retries=3,
         content="echo ${bizdat} ${var.nope}",
     )
     instance = instance_create(node, SCHEDULED)
@@ -141,7 +168,11 @@ def test_unknown_parameter_fails_the_attempt_with_a_clear_log_line(project, user
 
 def test_timeout_fails_the_attempt(project, users):
     node = node_create(
-        project, "slow", owner=users["alice"], type="shell", timeout_seconds=1,
+        project,
+        "slow",
+        owner=users["alice"],
+        type="shell",
+        timeout_seconds=1,
         content="sleep 30",
     )
     instance = instance_create(node, SCHEDULED)

@@ -1,0 +1,81 @@
+import datetime
+
+import pytest
+from django.core.management import CommandError, call_command
+from django_q.models import OrmQ, Schedule
+
+from apps.instances import tasks
+from apps.instances.models import Attempt, Instance
+from tests.factories import instance_create, node_create
+
+PAST = datetime.datetime(2026, 11, 20, 2, 0, tzinfo=datetime.UTC)
+
+
+def test_schedules_ensure_creates_the_dispatcher_loop_and_generation_schedules(project):
+    Schedule.objects.all().delete()
+    tasks.schedules_ensure()
+    tasks.schedules_ensure()  # idempotent
+
+    names = sorted(Schedule.objects.values_list("name", flat=True))
+    assert names == ["dispatcher", "generate:acme"]
+    loop = Schedule.objects.get(name="dispatcher")
+    assert (loop.func, loop.schedule_type, loop.minutes, loop.repeats) == (
+        "apps.instances.tasks.dispatcher_loop", Schedule.MINUTES, 1, -1,
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_dispatcher_loop_hands_due_instances_to_their_group_queue(project, users, settings):
+    settings.OPSCENTER_TICK_SECONDS = 0.05
+    node = node_create(project, "a", owner=users["alice"])
+    instance = instance_create(node, PAST)
+
+    totals = tasks.dispatcher_loop(seconds=0.2)
+
+    assert totals["passes"] >= 2
+    assert totals["queued"] == 1
+    assert Instance.objects.get(pk=instance.pk).state == "queued"
+    # A django-q2 task on the "default" queue (the ORM broker's table).
+    queued = [task for task in OrmQ.objects.all() if task.task["func"].endswith("run_instance")]
+    assert [(t.key, t.task["args"]) for t in queued] == [("default", (instance.pk,))]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_run_instance_task_runs_one_attempt_and_is_idempotent(project, users):
+    node = node_create(project, "a", owner=users["alice"], type="shell", content="echo hi")
+    instance = instance_create(node, PAST, state="queued")
+
+    assert tasks.run_instance(instance.pk) == "succeeded"
+    # A redelivered task finds the instance taken and does nothing.
+    assert tasks.run_instance(instance.pk) is None
+    assert Attempt.objects.filter(instance=instance).count() == 1
+
+
+def test_cli_tick_queues_due_instances(project, users, capsys):
+    node = node_create(project, "a", owner=users["alice"])
+    instance = instance_create(node, PAST)
+    call_command("opscenter", "tick")
+    assert "queued 1 instance(s)" in capsys.readouterr().out
+    assert Instance.objects.get(pk=instance.pk).state == "queued"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_cli_drain_runs_everything_that_can_start(project, users, capsys):
+    a = node_create(project, "a", owner=users["alice"], type="shell", content="echo a")
+    b = node_create(project, "b", owner=users["alice"], upstream=[a])
+    ia = instance_create(a, PAST)
+    ib = instance_create(b, PAST, upstream=[ia])
+    later = instance_create(a, datetime.datetime(2099, 1, 1, tzinfo=datetime.UTC))
+
+    call_command("opscenter", "drain", "--timeout", "5")
+
+    assert "executed 2 attempt(s)" in capsys.readouterr().out
+    states = dict(Instance.objects.values_list("pk", "state"))
+    assert (states[ia.pk], states[ib.pk], states[later.pk]) == ("succeeded", "succeeded", "pending")
+
+
+def test_cli_drain_refuses_bad_options(db):
+    with pytest.raises(CommandError, match="--timeout"):
+        call_command("opscenter", "drain", "--timeout", "-1")
+    with pytest.raises(CommandError, match="--workers"):
+        call_command("opscenter", "drain", "--workers", "0")
