@@ -79,15 +79,20 @@ def frozen_q() -> Q:
 
 
 def due_q(now: datetime.datetime) -> Q:
-    return Q(next_attempt_at__isnull=True, scheduled_at__lte=now) | Q(next_attempt_at__lte=now)
+    return (
+        Q(next_attempt_at__isnull=True, scheduled_at__lte=now)
+        | Q(next_attempt_at__lte=now)
+        | Q(run_now=True)
+    )
 
 
 def unblocked_pending(scope: QuerySet[Instance]) -> QuerySet[Instance]:
-    """Pending instances of `scope` that are neither frozen nor waiting for upstream."""
+    """Pending instances of `scope` that are neither frozen nor waiting for upstream
+    (an instance to run without dependencies never waits for upstream)."""
     return (
         scope.filter(state=InstanceState.PENDING)
         .exclude(frozen_q())
-        .exclude(Exists(blocking_upstream()))
+        .filter(Q(run_now=True) | ~Exists(blocking_upstream()))
     )
 
 
@@ -220,7 +225,7 @@ def wait_reasons_refresh(*, scope: QuerySet[Instance], now: datetime.datetime) -
     touch only rows whose reason changed."""
     pending = scope.filter(state=InstanceState.PENDING)
     frozen = pending.filter(frozen_q())
-    blocked = pending.exclude(frozen_q()).filter(Exists(blocking_upstream()))
+    blocked = pending.exclude(frozen_q()).filter(Exists(blocking_upstream()), run_now=False)
     ready = unblocked_pending(scope)
     updates = [
         (frozen, WaitReason.FROZEN),

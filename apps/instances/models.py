@@ -25,6 +25,9 @@ class Instance(models.Model):
     dry_run = models.BooleanField(default=False)
     paused = models.BooleanField(default=False)
     forced = models.BooleanField(default=False)
+    # "Run without dependencies": start as soon as resources allow, ignoring upstream
+    # and time. Cleared when the instance starts.
+    run_now = models.BooleanField(default=False)
     priority = models.PositiveSmallIntegerField(default=3)
     resource_group = models.ForeignKey(
         "configuration.ResourceGroup", on_delete=models.PROTECT, related_name="+"

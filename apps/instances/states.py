@@ -49,6 +49,7 @@ def attempt_start(*, instance_id: int, now: datetime.datetime) -> Attempt | None
             attempt_count=F("attempt_count") + 1,
             next_attempt_at=None,
             wait_reason="",
+            run_now=False,
         )
         if not changed:
             return None

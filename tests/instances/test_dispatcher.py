@@ -263,3 +263,20 @@ def test_racing_dispatchers_never_exceed_a_group_limit(project, owner):
     for thread in threads:
         thread.join()
     assert Instance.objects.filter(state="queued").count() == 7
+
+
+def test_run_now_ignores_upstream_and_time_but_not_pause_or_resources(project, owner):
+    ResourceGroup.objects.create(name="one", max_concurrency=1)
+    a = node_create(project, "a", owner=owner)
+    b = node_create(project, "b", owner=owner, upstream=[a], resource_group="one")
+    ia = instance_create(a, NOW + datetime.timedelta(hours=5))
+    ib = instance_create(b, NOW + datetime.timedelta(hours=5), upstream=[ia], run_now=True)
+    paused = instance_create(b, NOW + datetime.timedelta(hours=6), upstream=[ia], run_now=True,
+                             paused=True)
+
+    assert dispatcher.tick(now=NOW, enqueue=collect()).queued == [ib.pk]
+    assert Instance.objects.get(pk=paused.pk).wait_reason == "frozen"
+    # The group is full now: a second run-now instance waits for resources.
+    Instance.objects.filter(pk=paused.pk).update(paused=False)
+    assert dispatcher.tick(now=NOW, enqueue=collect()).queued == []
+    assert Instance.objects.get(pk=paused.pk).wait_reason == "waiting_resources"

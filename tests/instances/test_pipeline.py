@@ -211,3 +211,37 @@ def test_stop_kills_a_running_attempt(project, users, settings):
     attempt = Attempt.objects.get(instance=instance)
     assert attempt.state == "stopped"
     assert Instance.objects.get(pk=instance.pk).state == "stopped"
+
+
+def max_overlap(intervals):
+    events = sorted([(start, 1) for start, _ in intervals] + [(end, -1) for _, end in intervals],
+                    key=lambda e: (e[0], e[1]))
+    current = peak = 0
+    for _, delta in events:
+        current += delta
+        peak = max(peak, current)
+    return peak
+
+
+def test_real_runs_never_exceed_the_group_limit_and_start_by_priority(project, users):
+    from apps.configuration.models import ResourceGroup
+
+    ResourceGroup.objects.create(name="pair", max_concurrency=2)
+    owner = users["alice"]
+    low = node_create(project, "low", owner=owner, type="shell", content="sleep 0.4",
+                      resource_group="pair", priority=1)
+    high = node_create(project, "high", owner=owner, type="shell", content="sleep 0.4",
+                       resource_group="pair", priority=5)
+    lows = [instance_create(low, SCHEDULED + datetime.timedelta(minutes=m), priority=1)
+            for m in range(4)]
+    highs = [instance_create(high, SCHEDULED + datetime.timedelta(minutes=10 + m), priority=5)
+             for m in range(2)]
+
+    worker.drain(timeout=30, max_workers=6)
+
+    attempts = list(Attempt.objects.select_related("instance").order_by("started_at"))
+    assert len(attempts) == 6 and all(a.state == "succeeded" for a in attempts)
+    assert max_overlap([(a.started_at, a.finished_at) for a in attempts]) <= 2
+    # The two high-priority instances went first, though scheduled later.
+    assert {a.instance_id for a in attempts[:2]} == {i.pk for i in highs}
+    assert {a.instance_id for a in attempts[2:]} == {i.pk for i in lows}
