@@ -7,8 +7,16 @@ class AttemptInline(admin.TabularInline):
     model = Attempt
     extra = 0
     readonly_fields = [
-        "number", "state", "reason", "started_at", "finished_at", "exit_code",
-        "cpu_seconds", "peak_memory_mb", "worker", "heartbeat_at",
+        "number",
+        "state",
+        "reason",
+        "started_at",
+        "finished_at",
+        "exit_code",
+        "cpu_seconds",
+        "peak_memory_mb",
+        "worker",
+        "heartbeat_at",
     ]
     exclude = ["pid", "log_size"]
     can_delete = False
@@ -17,10 +25,29 @@ class AttemptInline(admin.TabularInline):
 @admin.register(Instance)
 class InstanceAdmin(admin.ModelAdmin):
     list_display = [
-        "id", "node", "kind", "biz_date", "scheduled_at", "state", "wait_reason",
-        "paused", "forced", "priority", "resource_group", "attempt_count",
+        "id",
+        "node",
+        "kind",
+        "biz_date",
+        "scheduled_at",
+        "state",
+        "wait_reason",
+        "paused",
+        "forced",
+        "priority",
+        "resource_group",
+        "attempt_count",
     ]
-    list_filter = ["state", "kind", "wait_reason", "paused", "forced", "env", "resource_group", "project"]
+    list_filter = [
+        "state",
+        "kind",
+        "wait_reason",
+        "paused",
+        "forced",
+        "env",
+        "resource_group",
+        "project",
+    ]
     search_fields = ["node__name", "=id"]
     date_hierarchy = "biz_date"
     list_select_related = ["node__project", "resource_group"]
@@ -41,8 +68,15 @@ class InstanceDependencyAdmin(admin.ModelAdmin):
 @admin.register(Attempt)
 class AttemptAdmin(admin.ModelAdmin):
     list_display = [
-        "instance", "number", "state", "started_at", "finished_at", "exit_code",
-        "cpu_seconds", "peak_memory_mb", "worker",
+        "instance",
+        "number",
+        "state",
+        "started_at",
+        "finished_at",
+        "exit_code",
+        "cpu_seconds",
+        "peak_memory_mb",
+        "worker",
     ]
     list_filter = ["state"]
     search_fields = ["=instance__id", "instance__node__name", "worker"]
@@ -54,8 +88,14 @@ class AttemptAdmin(admin.ModelAdmin):
 @admin.register(GenerationRun)
 class GenerationRunAdmin(admin.ModelAdmin):
     list_display = [
-        "project", "run_date", "cutoff", "trigger", "started_at", "finished_at",
-        "instances_created", "edges_created",
+        "project",
+        "run_date",
+        "cutoff",
+        "trigger",
+        "started_at",
+        "finished_at",
+        "instances_created",
+        "edges_created",
     ]
     list_filter = ["project", "trigger"]
     date_hierarchy = "run_date"

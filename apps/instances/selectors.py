@@ -88,7 +88,9 @@ def instance_filter(queryset: QuerySet[Instance], filters: InstanceFilters) -> Q
     return queryset
 
 
-def attempt_log(*, attempt: Attempt, offset: int = 0, max_chars: int | None = None) -> tuple[str, int]:
+def attempt_log(
+    *, attempt: Attempt, offset: int = 0, max_chars: int | None = None
+) -> tuple[str, int]:
     """The attempt's log from character `offset` (at most `max_chars` of it), and the
     offset to ask for next."""
     start = _chunk_start(attempt, offset)

@@ -6,8 +6,18 @@ from .models import Node, NodeDependency, NodeVersion
 @admin.register(Node)
 class NodeAdmin(admin.ModelAdmin):
     list_display = [
-        "name", "project", "env", "type", "schedule_type", "cron", "owner",
-        "priority", "resource_group", "paused", "status", "version",
+        "name",
+        "project",
+        "env",
+        "type",
+        "schedule_type",
+        "cron",
+        "owner",
+        "priority",
+        "resource_group",
+        "paused",
+        "status",
+        "version",
     ]
     list_filter = ["project", "env", "type", "schedule_type", "paused", "status", "resource_group"]
     search_fields = ["name", "description", "owner__username"]

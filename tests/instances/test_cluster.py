@@ -13,7 +13,7 @@ import psutil
 import pytest
 from django.conf import settings
 from django.db import connection
-from django_q.models import Schedule
+from django_q.models import OrmQ, Schedule
 
 from apps.instances import dispatcher
 from apps.instances.models import Attempt, Instance
@@ -47,7 +47,8 @@ class Cluster:
             "OPSCENTER_HEARTBEAT_SECONDS": "0.5",
             **env,
         }
-        environment.pop("REDIS_URL", None)  # the default (ORM) broker
+        if "REDIS_URL" not in env:
+            environment.pop("REDIS_URL", None)  # the default (ORM) broker
         self.process = subprocess.Popen(
             [sys.executable, "manage.py", "qcluster"],
             cwd=ROOT,
@@ -95,7 +96,15 @@ def wait_for(condition, *, timeout: float, message: str, cluster=None):
         time.sleep(0.2)
 
 
-def test_a_chain_runs_on_django_q2_workers(project, users, cluster):
+def redis_url() -> str:
+    """A Redis database of this pytest worker's own: django-q2's Redis keys are the same
+    for every run, so parallel runs must not share one."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw-1")
+    return f"redis://127.0.0.1:6379/{10 + int(worker.removeprefix('gw')) + 1}"
+
+
+@pytest.mark.parametrize("broker", ["orm", "redis"])
+def test_a_chain_runs_on_django_q2_workers(project, users, cluster, broker):
     owner = users["alice"]
     first = node_create(project, "first", owner=owner, type="shell", content="echo one")
     second = node_create(
@@ -103,11 +112,29 @@ def test_a_chain_runs_on_django_q2_workers(project, users, cluster):
     )
     i1 = instance_create(first, SCHEDULED)
     i2 = instance_create(second, SCHEDULED, upstream=[i1])
-    running = cluster()
+    env = {}
+    if broker == "redis":
+        import redis
+
+        env["REDIS_URL"] = redis_url()
+        redis.Redis.from_url(env["REDIS_URL"]).flushdb()
+    running = cluster(**env)
 
     # One dispatcher pass hands the first instance to the queue; the worker that finishes
     # it starts the second at once, without another pass.
-    assert dispatcher.tick().queued == [i1.pk]
+    if broker == "redis":
+        # The pass must enqueue through Redis too: run it as the command, with REDIS_URL.
+        tick = subprocess.run(
+            [sys.executable, "manage.py", "opscenter", "tick"],
+            cwd=ROOT,
+            env={**os.environ, "DATABASE_URL": database_url(), **env},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert "queued 1 instance(s)" in tick.stdout, tick.stderr
+    else:
+        assert dispatcher.tick().queued == [i1.pk]
     wait_for(
         lambda: Instance.objects.get(pk=i2.pk).state == "succeeded",
         timeout=60,
@@ -116,6 +143,9 @@ def test_a_chain_runs_on_django_q2_workers(project, users, cluster):
     )
     workers = set(Attempt.objects.values_list("worker", flat=True))
     assert all(w and not w.endswith(f":{os.getpid()}") for w in workers)
+    if broker == "redis":
+        # With REDIS_URL set, nothing went through the database broker.
+        assert not OrmQ.objects.exists()
 
 
 def test_worker_killed_with_sigkill_is_detected_and_the_instance_retried(
@@ -170,7 +200,12 @@ def test_worker_killed_with_sigkill_is_detected_and_the_instance_retried(
     assert first.state == "failed" and "lost" in first.reason
     # What the lost attempt had started was killed by the reaper on this machine.
     grandchild = int(grandchild_file.read_text())
-    wait_for(lambda: not psutil.pid_exists(grandchild)
-             or psutil.Process(grandchild).status() == psutil.STATUS_ZOMBIE,
-             timeout=10, message="the lost attempt's grandchild is still running")
+    wait_for(
+        lambda: (
+            not psutil.pid_exists(grandchild)
+            or psutil.Process(grandchild).status() == psutil.STATUS_ZOMBIE
+        ),
+        timeout=10,
+        message="the lost attempt's grandchild is still running",
+    )
     assert second.state == "succeeded"

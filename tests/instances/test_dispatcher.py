@@ -271,8 +271,9 @@ def test_run_now_ignores_upstream_and_time_but_not_pause_or_resources(project, o
     b = node_create(project, "b", owner=owner, upstream=[a], resource_group="one")
     ia = instance_create(a, NOW + datetime.timedelta(hours=5))
     ib = instance_create(b, NOW + datetime.timedelta(hours=5), upstream=[ia], run_now=True)
-    paused = instance_create(b, NOW + datetime.timedelta(hours=6), upstream=[ia], run_now=True,
-                             paused=True)
+    paused = instance_create(
+        b, NOW + datetime.timedelta(hours=6), upstream=[ia], run_now=True, paused=True
+    )
 
     assert dispatcher.tick(now=NOW, enqueue=collect()).queued == [ib.pk]
     assert Instance.objects.get(pk=paused.pk).wait_reason == "frozen"

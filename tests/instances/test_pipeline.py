@@ -214,8 +214,10 @@ def test_stop_kills_a_running_attempt(project, users, settings):
 
 
 def max_overlap(intervals):
-    events = sorted([(start, 1) for start, _ in intervals] + [(end, -1) for _, end in intervals],
-                    key=lambda e: (e[0], e[1]))
+    events = sorted(
+        [(start, 1) for start, _ in intervals] + [(end, -1) for _, end in intervals],
+        key=lambda e: (e[0], e[1]),
+    )
     current = peak = 0
     for _, delta in events:
         current += delta
@@ -228,14 +230,32 @@ def test_real_runs_never_exceed_the_group_limit_and_start_by_priority(project, u
 
     ResourceGroup.objects.create(name="pair", max_concurrency=2)
     owner = users["alice"]
-    low = node_create(project, "low", owner=owner, type="shell", content="sleep 0.4",
-                      resource_group="pair", priority=1)
-    high = node_create(project, "high", owner=owner, type="shell", content="sleep 0.4",
-                       resource_group="pair", priority=5)
-    lows = [instance_create(low, SCHEDULED + datetime.timedelta(minutes=m), priority=1)
-            for m in range(4)]
-    highs = [instance_create(high, SCHEDULED + datetime.timedelta(minutes=10 + m), priority=5)
-             for m in range(2)]
+    low = node_create(
+        project,
+        "low",
+        owner=owner,
+        type="shell",
+        content="sleep 0.4",
+        resource_group="pair",
+        priority=1,
+    )
+    high = node_create(
+        project,
+        "high",
+        owner=owner,
+        type="shell",
+        content="sleep 0.4",
+        resource_group="pair",
+        priority=5,
+    )
+    lows = [
+        instance_create(low, SCHEDULED + datetime.timedelta(minutes=m), priority=1)
+        for m in range(4)
+    ]
+    highs = [
+        instance_create(high, SCHEDULED + datetime.timedelta(minutes=10 + m), priority=5)
+        for m in range(2)
+    ]
 
     worker.drain(timeout=30, max_workers=6)
 

@@ -20,7 +20,10 @@ def test_schedules_ensure_creates_the_dispatcher_loop_and_generation_schedules(p
     assert names == ["dispatcher", "generate:acme"]
     loop = Schedule.objects.get(name="dispatcher")
     assert (loop.func, loop.schedule_type, loop.minutes, loop.repeats) == (
-        "apps.instances.tasks.dispatcher_loop", Schedule.MINUTES, 1, -1,
+        "apps.instances.tasks.dispatcher_loop",
+        Schedule.MINUTES,
+        1,
+        -1,
     )
 
 
