@@ -50,5 +50,5 @@ format: $(VENV)/.installed
 	$(VENV)/bin/ruff format .
 
 clean:
-	rm -rf $(VENV) node_modules staticfiles var .pytest_cache test-results
+	rm -rf $(VENV) node_modules staticfiles var .pytest_cache test-results *.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

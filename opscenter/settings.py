@@ -128,7 +128,12 @@ WHITENOISE_USE_FINDERS = True
 # Front-end libraries come pinned from the npm registry (package.json); only their
 # distributed files are served.
 NODE_MODULES = BASE_DIR / "node_modules"
-for _prefix, _path in [("vendor/htmx", NODE_MODULES / "htmx.org" / "dist")]:
+for _prefix, _path in [
+    ("vendor/htmx", NODE_MODULES / "htmx.org" / "dist"),
+    ("vendor/chartjs", NODE_MODULES / "chart.js" / "dist"),
+    ("vendor/cytoscape", NODE_MODULES / "cytoscape" / "dist"),
+    ("vendor/cytoscape-dagre", NODE_MODULES / "cytoscape-dagre" / "dist"),
+]:
     if _path.exists():
         STATICFILES_DIRS.append((_prefix, _path))
 STORAGES = {

@@ -5,9 +5,11 @@ from django.views.generic import RedirectView
 from .api import api
 
 urlpatterns = [
-    path("", RedirectView.as_view(pattern_name="instances:list", permanent=False)),
+    path("", RedirectView.as_view(pattern_name="overview:index", permanent=False)),
     path("admin/", admin.site.urls),
     path("api/", api.urls),
     path("", include("apps.accounts.urls")),
     path("instances/", include("apps.instances.urls")),
+    path("overview/", include("apps.monitoring.urls")),
+    path("nodes/", include("apps.nodes.urls")),
 ]

@@ -1,14 +1,18 @@
-"""/api/instances: list, detail, log, diagnosis and the dependency graph around one."""
+"""/api/instances: list, detail, log, diagnosis, the dependency graph around one, and the
+operations on instances."""
 
-from dataclasses import fields
+from dataclasses import asdict, fields
+from typing import Literal
 
 from django.db.models import Q
-from ninja import Query, Router, Schema
+from ninja import Field, Query, Router, Schema
+from pydantic import ConfigDict
 
 from apps.audit.models import OperationLog
 from apps.core.errors import NotFound, ValidationFailed
 from apps.core.pagination import keyset_page
 
+from . import operations
 from .choices import AttemptState
 from .diagnosis import diagnose
 from .models import Attempt, InstanceDependency
@@ -224,3 +228,124 @@ def instance_operations(request, instance_id: int, query: Query[ListQuery]):
     records = OperationLog.objects.filter(object_type="instance", object_id=str(instance.pk))
     page = keyset_page(records, cursor=query.cursor, limit=query.limit)
     return {"items": page.items, "next_cursor": page.next_cursor}
+
+
+# --- operations (SPEC section 5) -------------------------------------------------------
+# Each answers the instance as GET /api/instances/{id} does; a state that does not allow
+# the operation answers 409, a missing role 403.
+
+
+class RerunIn(Schema):
+    downstream: bool = Field(
+        False, description="also reset every finished transitive downstream instance"
+    )
+
+
+class InstancePatch(Schema):
+    model_config = ConfigDict(extra="forbid")
+
+    resource_group: str = Field(description="the resource group to run this instance in")
+
+
+class InstanceBatchIn(Schema):
+    ids: list[int] = Field(max_length=operations.BATCH_MAX)
+    action: Literal["rerun", "stop", "set_success", "pause", "resume"]
+
+
+class BatchItemOut(Schema):
+    id: int
+    ok: bool
+    state: str | None
+    message: str
+
+
+class BatchOut(Schema):
+    results: list[BatchItemOut]
+
+
+def _operated(request, instance_id: int, operation, **kwargs):
+    instance = instance_get(user=request.user, instance_id=instance_id)
+    operation(instance=instance, by=request.user, source="api", **kwargs)
+    return instance_detail(request, instance_id)
+
+
+@router.post(
+    "/batch", response=BatchOut, summary="One operation on many instances, each on its own"
+)
+def instances_batch(request, payload: InstanceBatchIn):
+    results = operations.instances_batch(
+        ids=payload.ids, action=payload.action, by=request.user, source="api"
+    )
+    return {"results": [asdict(item) for item in results]}
+
+
+@router.post(
+    "/{int:instance_id}/rerun",
+    response=InstanceDetail,
+    summary="Run a finished instance again (optionally with every finished downstream one)",
+)
+def instance_rerun(request, instance_id: int, payload: RerunIn | None = None):
+    downstream = payload.downstream if payload else False
+    return _operated(request, instance_id, operations.instance_rerun, downstream=downstream)
+
+
+@router.post(
+    "/{int:instance_id}/set-success",
+    response=InstanceDetail,
+    summary="Mark a pending, failed or stopped instance succeeded (forced)",
+)
+def instance_set_success(request, instance_id: int):
+    return _operated(request, instance_id, operations.instance_set_success)
+
+
+@router.post(
+    "/{int:instance_id}/stop",
+    response=InstanceDetail,
+    summary="Stop a pending, queued or running instance (kills its process tree)",
+)
+def instance_stop(request, instance_id: int):
+    return _operated(request, instance_id, operations.instance_stop)
+
+
+@router.post("/{int:instance_id}/pause", response=InstanceDetail, summary="Freeze an instance")
+def instance_pause(request, instance_id: int):
+    return _operated(request, instance_id, operations.instance_pause)
+
+
+@router.post("/{int:instance_id}/resume", response=InstanceDetail, summary="Unfreeze an instance")
+def instance_resume(request, instance_id: int):
+    return _operated(request, instance_id, operations.instance_resume)
+
+
+@router.post(
+    "/{int:instance_id}/run-now",
+    response=InstanceDetail,
+    summary="Start a pending instance without waiting for upstream or its time",
+)
+def instance_run_now(request, instance_id: int):
+    return _operated(request, instance_id, operations.instance_run_now)
+
+
+@router.delete(
+    "/{int:instance_id}/upstream/{int:upstream_id}",
+    response=InstanceDetail,
+    summary="Remove a pending instance's dependency on one upstream instance",
+)
+def instance_remove_dependency(request, instance_id: int, upstream_id: int):
+    return _operated(
+        request, instance_id, operations.instance_remove_dependency, upstream_id=upstream_id
+    )
+
+
+@router.patch(
+    "/{int:instance_id}",
+    response=InstanceDetail,
+    summary="Change a pending instance's resource group",
+)
+def instance_update(request, instance_id: int, payload: InstancePatch):
+    return _operated(
+        request,
+        instance_id,
+        operations.instance_change_resource_group,
+        resource_group=payload.resource_group,
+    )

@@ -2,14 +2,17 @@
 
 import datetime
 
+from django.contrib.auth import get_user_model
 from django.core.management.base import CommandError
 from django.utils import timezone
 
 from apps.core import clock
 from apps.core.cli import Subcommand
+from apps.core.errors import OpscenterError
 from apps.projects.models import Project
 
-from . import dispatcher, generation, worker
+from . import dispatcher, generation, operations, worker
+from .selectors import instance_get
 
 
 def _generate_configure(parser) -> None:
@@ -105,6 +108,68 @@ def _drain_run(command, options: dict) -> None:
     )
 
 
+INSTANCE_ACTIONS = {
+    "rerun": operations.instance_rerun,
+    "set-success": operations.instance_set_success,
+    "stop": operations.instance_stop,
+    "pause": operations.instance_pause,
+    "resume": operations.instance_resume,
+    "run-now": operations.instance_run_now,
+}
+
+
+def _instance_configure(parser) -> None:
+    parser.add_argument("action", choices=sorted(INSTANCE_ACTIONS))
+    parser.add_argument("ids", nargs="+", type=int, metavar="ID", help="instance ids")
+    parser.add_argument(
+        "--downstream",
+        action="store_true",
+        help="rerun: also reset every finished downstream instance",
+    )
+    parser.add_argument(
+        "--as",
+        dest="as_user",
+        default="",
+        help="act as this user, whose role is checked (default: the first superuser)",
+    )
+
+
+def _acting_user(username: str):
+    User = get_user_model()
+    if username:
+        user = User.objects.filter(username=username, is_active=True).first()
+        if user is None:
+            raise CommandError(f"--as: unknown user {username!r}")
+        return user
+    user = User.objects.filter(is_superuser=True, is_active=True).order_by("id").first()
+    if user is None:
+        raise CommandError("no superuser to act as: create one, or name a user with --as")
+    return user
+
+
+def _instance_run(command, options: dict) -> None:
+    if options["downstream"] and options["action"] != "rerun":
+        raise CommandError("--downstream: only for rerun")
+    user = _acting_user(options["as_user"])
+    operation = INSTANCE_ACTIONS[options["action"]]
+    extra = {"downstream": True} if options["downstream"] else {}
+    refused = 0
+    # Each instance on its own, as a batch on the pages: one refusal does not stop the rest.
+    for instance_id in dict.fromkeys(options["ids"]):
+        try:
+            instance = instance_get(user=user, instance_id=instance_id)
+            instance = operation(instance=instance, by=user, source="cli", **extra)
+        except OpscenterError as exc:
+            refused += 1
+            command.stdout.write(f"instance {instance_id}: refused: {exc.detail}")
+        else:
+            command.stdout.write(
+                f"instance {instance_id}: {options['action']}: now {instance.state}"
+            )
+    if refused:
+        raise CommandError(f"{refused} of {len(set(options['ids']))} refused")
+
+
 COMMANDS = {
     "tick": Subcommand(
         help="one dispatcher pass: start every instance that may start (hands them to the "
@@ -116,6 +181,12 @@ COMMANDS = {
         "can start within --timeout (for tests and demos without a cluster)",
         run=_drain_run,
         configure=_drain_configure,
+    ),
+    "instance": Subcommand(
+        help="an operation on instances: rerun [--downstream], set-success, stop, pause, "
+        "resume, run-now",
+        run=_instance_run,
+        configure=_instance_configure,
     ),
     "generate": Subcommand(
         help="generate recurring instances for a run date (default tomorrow)",

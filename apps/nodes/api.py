@@ -1,14 +1,19 @@
-"""/api/nodes (reads) and POST /api/projects/{code}/publish."""
+"""/api/nodes (reads and operations) and POST /api/projects/{code}/publish."""
 
 import datetime
-from typing import Any
+from dataclasses import asdict
+from typing import Any, Literal
 
-from ninja import Field, Router, Schema
+from ninja import Field, Router, Schema, Status
 
 from apps.core.errors import ValidationFailed
 from apps.core.pagination import keyset_page
+from apps.instances.api import instance_detail
+from apps.instances.operations import BATCH_MAX
+from apps.instances.schemas import InstanceDetail
 from apps.projects.selectors import project_get
 
+from . import operations
 from .models import Node, NodeVersion
 from .selectors import (
     NodeFilters,
@@ -245,3 +250,98 @@ def project_publish(request, code: str, payload: PublishIn):
         source="api",
     )
     return {"created": result.created, "updated": result.updated, "unchanged": result.unchanged}
+
+
+# --- operations (SPEC section 5) -------------------------------------------------------
+# Each answers the node as GET /api/nodes/{id} does (run answers the new instance); a
+# state that does not allow the operation answers 409, a missing role 403.
+
+
+class NodeRunIn(Schema):
+    biz_date: datetime.date | None = Field(
+        None, description="YYYY-MM-DD; default: yesterday in the project's timezone"
+    )
+    params: dict[str, Any] | None = Field(None, description="values overriding node params")
+
+
+class NodeOwnerIn(Schema):
+    node_ids: list[int] = Field(max_length=BATCH_MAX)
+    owner: str
+
+
+class NodeBatchIn(Schema):
+    ids: list[int] = Field(max_length=BATCH_MAX)
+    action: Literal["pause", "resume"]
+
+
+class BatchItemOut(Schema):
+    id: int
+    ok: bool
+    state: str | None = Field(description="online, paused or offline; null when not found")
+    message: str
+
+
+class BatchOut(Schema):
+    results: list[BatchItemOut]
+
+
+def _operated(request, node_id: int, operation) -> dict:
+    node = node_get(user=request.auth, node_id=node_id)
+    operation(node=node, by=request.auth, source="api")
+    return node_detail(request, node_id)
+
+
+@router.post("/owner", response=BatchOut, summary="Give nodes a new owner, each on its own")
+def nodes_owner(request, payload: NodeOwnerIn):
+    results = operations.nodes_change_owner(
+        node_ids=payload.node_ids, owner=payload.owner, by=request.auth, source="api"
+    )
+    return {"results": [asdict(item) for item in results]}
+
+
+@router.post("/batch", response=BatchOut, summary="Pause or resume many nodes, each on its own")
+def nodes_batch(request, payload: NodeBatchIn):
+    results = operations.nodes_batch(
+        ids=payload.ids, action=payload.action, by=request.auth, source="api"
+    )
+    return {"results": [asdict(item) for item in results]}
+
+
+@router.post(
+    "/{int:node_id}/pause",
+    response=NodeDetailOut,
+    summary="Hold every pending and future instance of the node",
+)
+def node_pause(request, node_id: int):
+    return _operated(request, node_id, operations.node_pause)
+
+
+@router.post("/{int:node_id}/resume", response=NodeDetailOut, summary="Release a paused node")
+def node_resume(request, node_id: int):
+    return _operated(request, node_id, operations.node_resume)
+
+
+@router.post(
+    "/{int:node_id}/offline",
+    response=NodeDetailOut,
+    summary="Take a node offline (refused while online nodes depend on it)",
+)
+def node_offline(request, node_id: int):
+    return _operated(request, node_id, operations.node_offline)
+
+
+@router.post(
+    "/{int:node_id}/run",
+    response={201: InstanceDetail},
+    summary="Run a one-time node, or any dev node, now: answers the new instance",
+)
+def node_run(request, node_id: int, payload: NodeRunIn | None = None):
+    node = node_get(user=request.auth, node_id=node_id)
+    instance = operations.node_run(
+        node=node,
+        by=request.auth,
+        source="api",
+        biz_date=payload.biz_date if payload else None,
+        params=payload.params if payload else None,
+    )
+    return Status(201, instance_detail(request, instance.pk))

@@ -17,6 +17,8 @@ BADGE_CHOICES = {
     "state": "apps.instances.choices.InstanceState",
     "attempt": "apps.instances.choices.AttemptState",
     "wait": "apps.instances.choices.WaitReason",
+    "result": "apps.audit.choices.Result",
+    "node": "apps.nodes.choices.NodeStatus",
 }
 
 # The main navigation. An entry shows once its page exists (its URL name resolves), so

@@ -1,0 +1,160 @@
+"""GET /api/overview: the O&M overview's numbers, as the page shows them."""
+
+import datetime
+import zoneinfo
+
+from ninja import Router, Schema
+
+from apps.projects.selectors import project_get
+
+from .selectors import Overview, overview_days, overview_get
+
+router = Router(tags=["overview"])
+
+
+class TodayOut(Schema):
+    biz_dates: list[datetime.date]
+    total: int
+    by_kind: dict[str, dict[str, int]]
+    kind_totals: dict[str, int]
+    state_totals: dict[str, int]
+    waiting: dict[str, int]
+
+
+class TrendDayOut(Schema):
+    biz_date: datetime.date
+    succeeded: int
+    failed: int
+    avg_duration_seconds: float | None
+
+
+class FailureRankOut(Schema):
+    node: int
+    node_name: str
+    project: str
+    failures: int
+    last_failed_at: datetime.datetime | None
+
+
+class RunningOut(Schema):
+    id: int
+    project: str
+    node: int
+    node_name: str
+    kind: str
+    biz_date: datetime.date
+    resource_group: str
+    started_at: datetime.datetime | None
+    running_seconds: float
+
+
+class WaitingOut(Schema):
+    id: int
+    project: str
+    node: int
+    node_name: str
+    kind: str
+    biz_date: datetime.date
+    scheduled_at: datetime.datetime
+    wait_reason: str
+    paused: bool
+    waiting_seconds: float
+
+
+class OverviewOut(Schema):
+    generated_at: datetime.datetime
+    projects: list[str]
+    days: int
+    start: datetime.date
+    end: datetime.date
+    today: TodayOut
+    trend: list[TrendDayOut]
+    failure_ranking: list[FailureRankOut]
+    longest_running: list[RunningOut]
+    waiting_longest: list[WaitingOut]
+
+
+def overview_out(overview: Overview) -> dict:
+    now = overview.now
+    tz = {p.id: p.tz for p in overview.projects}
+    return {
+        "generated_at": now,
+        "projects": [p.code for p in overview.projects],
+        "days": overview.days,
+        "start": overview.start,
+        "end": overview.end,
+        "today": {
+            "biz_dates": overview.today.biz_dates,
+            "total": overview.today.total,
+            "by_kind": overview.today.counts,
+            "kind_totals": overview.today.kind_totals,
+            "state_totals": overview.today.state_totals,
+            "waiting": overview.today.waiting,
+        },
+        "trend": [
+            {
+                "biz_date": day.biz_date,
+                "succeeded": day.succeeded,
+                "failed": day.failed,
+                "avg_duration_seconds": day.avg_duration_seconds,
+            }
+            for day in overview.trend
+        ],
+        "failure_ranking": [
+            {
+                "node": rank.node_id,
+                "node_name": rank.node_name,
+                "project": rank.project_code,
+                "failures": rank.failures,
+                "last_failed_at": rank.last_failed_at.astimezone(
+                    zoneinfo.ZoneInfo(rank.project_timezone)
+                )
+                if rank.last_failed_at
+                else None,
+            }
+            for rank in overview.failure_ranking
+        ],
+        "longest_running": [
+            {
+                "id": i.id,
+                "project": i.project.code,
+                "node": i.node_id,
+                "node_name": i.node.name,
+                "kind": i.kind,
+                "biz_date": i.biz_date,
+                "resource_group": i.resource_group.name,
+                "started_at": i.started_at.astimezone(tz[i.project_id]) if i.started_at else None,
+                "running_seconds": _since(now, i.started_at),
+            }
+            for i in overview.longest_running
+        ],
+        "waiting_longest": [
+            {
+                "id": i.id,
+                "project": i.project.code,
+                "node": i.node_id,
+                "node_name": i.node.name,
+                "kind": i.kind,
+                "biz_date": i.biz_date,
+                "scheduled_at": i.scheduled_at.astimezone(tz[i.project_id]),
+                "wait_reason": i.wait_reason,
+                "paused": i.paused,
+                "waiting_seconds": _since(now, i.scheduled_at),
+            }
+            for i in overview.waiting_longest
+        ],
+    }
+
+
+def _since(now: datetime.datetime, then: datetime.datetime | None) -> float:
+    return round(max((now - then).total_seconds(), 0.0), 3) if then else 0.0
+
+
+@router.get("", response=OverviewOut, summary="The O&M overview's numbers")
+def overview(request, project: str = "", days: str = ""):
+    """Today's instances (biz date = yesterday in each project's timezone) by kind and
+    state, the run trend per biz date over `days` (7 or 30), the failure ranking over the
+    same period, the longest running and the longest waiting instances. `project` (a
+    code) narrows it to one project; without it, every project you can see."""
+    chosen = project_get(user=request.auth, code=project.strip()) if project.strip() else None
+    return overview_out(overview_get(user=request.auth, project=chosen, days=overview_days(days)))

@@ -1,0 +1,254 @@
+"""Reads for the O&M overview, shared by the page and GET /api/overview.
+
+Every number is one aggregate query (GROUP BY in the database); the overview costs the
+same handful of queries whether a project has ten instances or ten million.
+
+"Today" is a business day: today's instances are those whose biz date is yesterday in
+their project's timezone, i.e. the recurring instances scheduled today (SPEC: biz date
+is the scheduled date minus one day), plus one-time runs and backfills of that date.
+The run trend and the failure ranking are per biz date too, so every number links to
+an instance list filtered by that biz date.
+"""
+
+import datetime
+from dataclasses import dataclass, field
+
+from django.db.models import Avg, Count, DurationField, ExpressionWrapper, F, Max, Q, QuerySet
+
+from apps.core import clock
+from apps.core.errors import ValidationFailed
+from apps.instances.choices import InstanceKind, InstanceState, WaitReason
+from apps.instances.models import Instance
+from apps.projects.models import Project
+from apps.projects.selectors import projects_visible_to
+
+TREND_PERIODS = (7, 30)
+DEFAULT_PERIOD = 7
+# How many rows the ranking and the two "longest" lists show.
+LIST_LIMIT = 10
+
+
+@dataclass
+class TodaySummary:
+    """Instances of today's business day, counted by kind and state."""
+
+    biz_dates: list[datetime.date]  # one per timezone in scope; usually one
+    counts: dict[str, dict[str, int]]  # kind -> state -> count (every kind and state)
+    kind_totals: dict[str, int]
+    state_totals: dict[str, int]
+    waiting: dict[str, int]  # pending instances by wait reason
+    total: int = 0
+
+    @property
+    def biz_date(self) -> datetime.date | None:
+        """The biz date every project in scope shares, or None when timezones differ."""
+        return self.biz_dates[0] if len(self.biz_dates) == 1 else None
+
+
+@dataclass
+class TrendDay:
+    biz_date: datetime.date
+    succeeded: int = 0
+    failed: int = 0
+    avg_duration_seconds: float | None = None
+
+
+@dataclass
+class FailureRank:
+    node_id: int
+    node_name: str
+    project_code: str
+    project_timezone: str
+    failures: int
+    last_failed_at: datetime.datetime | None
+
+
+@dataclass
+class Overview:
+    now: datetime.datetime
+    projects: list[Project]
+    days: int
+    start: datetime.date  # first biz date of the trend period
+    end: datetime.date  # last biz date of the trend period (today's biz date)
+    today: TodaySummary
+    trend: list[TrendDay]
+    failure_ranking: list[FailureRank]
+    longest_running: list[Instance] = field(default_factory=list)
+    waiting_longest: list[Instance] = field(default_factory=list)
+
+    @property
+    def active(self) -> bool:
+        """Something is queued or running: the live part of the page keeps refreshing."""
+        states = self.today.state_totals
+        return bool(
+            self.longest_running
+            or states.get(InstanceState.QUEUED)
+            or states.get(InstanceState.RUNNING)
+        )
+
+
+def overview_days(value: str | int | None) -> int:
+    """The trend period asked for: 7 or 30 days (7 when not given)."""
+    if value in (None, ""):
+        return DEFAULT_PERIOD
+    try:
+        days = int(value)
+    except (TypeError, ValueError):
+        days = 0
+    if days not in TREND_PERIODS:
+        raise ValidationFailed(
+            "invalid days",
+            [{"field": "days", "message": f"one of {', '.join(map(str, TREND_PERIODS))}"}],
+        )
+    return days
+
+
+def today_biz_date(project: Project, now: datetime.datetime) -> datetime.date:
+    """Today's business day in the project's timezone: yesterday there."""
+    return now.astimezone(project.tz).date() - datetime.timedelta(days=1)
+
+
+def overview_get(
+    *,
+    user,
+    project: Project | None = None,
+    days: int = DEFAULT_PERIOD,
+    now: datetime.datetime | None = None,
+) -> Overview:
+    """The overview of `project`, or of every project `user` can see when it is None."""
+    now = now or clock.now()
+    if project is not None:
+        projects = [project]
+    else:
+        projects = list(projects_visible_to(user).order_by("code"))
+    today_by_project = {p.id: today_biz_date(p, now) for p in projects}
+    end = max(today_by_project.values(), default=now.date() - datetime.timedelta(days=1))
+    start = end - datetime.timedelta(days=days - 1)
+    overview = Overview(
+        now=now,
+        projects=projects,
+        days=days,
+        start=start,
+        end=end,
+        today=_today([], {}),
+        trend=_fill_trend(start, end, {}),
+        failure_ranking=[],
+    )
+    if not projects:
+        return overview
+    scope = Instance.objects.filter(project_id__in=list(today_by_project))
+    overview.today = _today(scope, today_by_project)
+    overview.trend = _fill_trend(start, end, _trend_rows(scope, start, end))
+    overview.failure_ranking = _failure_ranking(scope, start, end)
+    listed = scope.select_related("node", "project", "resource_group")
+    overview.longest_running = list(
+        listed.filter(state=InstanceState.RUNNING).order_by("started_at", "id")[:LIST_LIMIT]
+    )
+    # Waiting: pending although its time has come, so the wait is the operator's concern.
+    overview.waiting_longest = list(
+        listed.filter(state=InstanceState.PENDING, scheduled_at__lte=now).order_by(
+            "scheduled_at", "id"
+        )[:LIST_LIMIT]
+    )
+    return overview
+
+
+def _today(scope: QuerySet[Instance] | list, today_by_project: dict[int, datetime.date]):
+    counts = {kind: dict.fromkeys(InstanceState.values, 0) for kind in InstanceKind.values}
+    waiting = dict.fromkeys(WaitReason.values, 0)
+    rows = []
+    if today_by_project:
+        # Projects sharing a biz date are one condition; one per distinct timezone date.
+        by_date: dict[datetime.date, list[int]] = {}
+        for project_id, day in today_by_project.items():
+            by_date.setdefault(day, []).append(project_id)
+        condition = Q()
+        for day, ids in by_date.items():
+            condition |= Q(project_id__in=ids, biz_date=day)
+        rows = (
+            scope.filter(condition)
+            .values("kind", "state", "wait_reason")
+            .annotate(n=Count("id"))
+            .order_by()
+        )
+    for row in rows:
+        kind_counts = counts.setdefault(row["kind"], dict.fromkeys(InstanceState.values, 0))
+        kind_counts[row["state"]] = kind_counts.get(row["state"], 0) + row["n"]
+        if row["state"] == InstanceState.PENDING and row["wait_reason"]:
+            waiting[row["wait_reason"]] = waiting.get(row["wait_reason"], 0) + row["n"]
+    state_totals = dict.fromkeys(InstanceState.values, 0)
+    for kind_counts in counts.values():
+        for state, n in kind_counts.items():
+            state_totals[state] = state_totals.get(state, 0) + n
+    kind_totals = {kind: sum(kind_counts.values()) for kind, kind_counts in counts.items()}
+    return TodaySummary(
+        biz_dates=sorted(set(today_by_project.values())),
+        counts=counts,
+        kind_totals=kind_totals,
+        state_totals=state_totals,
+        waiting=waiting,
+        total=sum(kind_totals.values()),
+    )
+
+
+def _trend_rows(scope: QuerySet[Instance], start: datetime.date, end: datetime.date):
+    ran = Q(started_at__isnull=False, finished_at__isnull=False)
+    duration = ExpressionWrapper(F("finished_at") - F("started_at"), output_field=DurationField())
+    return (
+        scope.filter(
+            biz_date__range=(start, end),
+            state__in=[InstanceState.SUCCEEDED, InstanceState.FAILED],
+        )
+        .values("biz_date")
+        .annotate(
+            succeeded=Count("id", filter=Q(state=InstanceState.SUCCEEDED)),
+            failed=Count("id", filter=Q(state=InstanceState.FAILED)),
+            avg_duration=Avg(duration, filter=ran),
+        )
+        .order_by()
+    )
+
+
+def _fill_trend(start: datetime.date, end: datetime.date, rows) -> list[TrendDay]:
+    """One entry per biz date of the period, zeros where nothing finished."""
+    found = {}
+    for row in rows:
+        avg = row["avg_duration"]
+        found[row["biz_date"]] = TrendDay(
+            biz_date=row["biz_date"],
+            succeeded=row["succeeded"],
+            failed=row["failed"],
+            avg_duration_seconds=round(_seconds(avg), 3) if avg is not None else None,
+        )
+    days = (end - start).days + 1
+    dates = [start + datetime.timedelta(days=i) for i in range(days)]
+    return [found.get(day) or TrendDay(biz_date=day) for day in dates]
+
+
+def _seconds(value) -> float:
+    # PostgreSQL answers an interval; SQLite's average of a duration is in microseconds.
+    if isinstance(value, datetime.timedelta):
+        return value.total_seconds()
+    return float(value) / 1_000_000
+
+
+def _failure_ranking(
+    scope: QuerySet[Instance], start: datetime.date, end: datetime.date
+) -> list[FailureRank]:
+    rows = (
+        scope.filter(biz_date__range=(start, end), state=InstanceState.FAILED)
+        .values("node_id", "node__name", "project__code", "project__timezone")
+        .annotate(failures=Count("id"), last_failed_at=Max("finished_at"))
+        .order_by("-failures", "node__name", "node_id")[:LIST_LIMIT]
+    )
+    return [
+        FailureRank(
+            node_id=row["node_id"],
+            node_name=row["node__name"],
+            project_code=row["project__code"],
+            project_timezone=row["project__timezone"],
+            failures=row["failures"],
+            last_failed_at=row["last_failed_at"],
+        )
+        for row in rows
+    ]
