@@ -15,6 +15,7 @@ from apps.core.pagination import keyset_page
 from . import operations
 from .choices import AttemptState
 from .diagnosis import diagnose
+from .graph import instance_graph
 from .models import Attempt, InstanceDependency
 from .schemas import DagOut, DiagnosisOut, InstanceDetail, InstanceList, LogOut
 from .selectors import (
@@ -158,37 +159,22 @@ def instance_dag(request, instance_id: int, query: Query[DagQuery]):
     if errors:
         raise ValidationFailed("invalid " + ", ".join(e["field"] for e in errors), errors)
     instance = instance_get(user=request.user, instance_id=instance_id)
+    found = instance_graph(
+        user=request.user,
+        instance=instance,
+        up=query.up,
+        down=query.down,
+        max_instances=DAG_MAX_INSTANCES,
+    )
+    ids = [node.pk for node in found.instances]
     visible = instances_visible_to(request.user)
-    ids = {instance.pk}
-    edges: dict[tuple[int, int], bool] = {}
-    for direction, levels in (("up", query.up), ("down", query.down)):
-        frontier = {instance.pk}
-        for _level in range(levels):
-            if not frontier or len(ids) >= DAG_MAX_INSTANCES:
-                break
-            if direction == "up":
-                rows = InstanceDependency.objects.filter(downstream_id__in=frontier)
-            else:
-                rows = InstanceDependency.objects.filter(upstream_id__in=frontier)
-            found = set()
-            for up, down, removed in rows.values_list("upstream_id", "downstream_id", "removed"):
-                edges[(up, down)] = removed
-                found.add(up if direction == "up" else down)
-            # Only instances the caller may see are walked through and shown.
-            frontier = set(
-                visible.filter(pk__in=found - ids).values_list("pk", flat=True)[
-                    : DAG_MAX_INSTANCES - len(ids)
-                ]
-            )
-            ids |= frontier
     instances = list(_listable(visible.filter(pk__in=ids)).order_by("scheduled_at", "id"))
     return {
         "root": instance.pk,
         "instances": instances,
         "edges": [
             {"upstream": up, "downstream": down, "removed": removed}
-            for (up, down), removed in sorted(edges.items())
-            if up in ids and down in ids
+            for up, down, removed in found.edges
         ],
     }
 
