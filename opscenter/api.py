@@ -116,6 +116,7 @@ def _add_routers() -> None:
     api.add_router("/projects", publish_router)
     api.add_router("/nodes", nodes_router)
     api.add_router("/instances", instances_router)
+    api.add_router("/backfills", "apps.backfills.api.router")
     api.add_router("/overview", "apps.monitoring.api.router")
 
 

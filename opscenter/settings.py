@@ -49,6 +49,8 @@ INSTALLED_APPS = [
     "apps.configuration",
     "apps.nodes",
     "apps.instances",
+    "apps.backfills",
+    "apps.realtime",
     "apps.audit",
     "apps.monitoring",
     "apps.notifications",

@@ -12,4 +12,5 @@ urlpatterns = [
     path("instances/", include("apps.instances.urls")),
     path("overview/", include("apps.monitoring.urls")),
     path("nodes/", include("apps.nodes.urls")),
+    path("backfills/", include("apps.backfills.urls")),
 ]

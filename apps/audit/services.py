@@ -1,4 +1,9 @@
+from collections.abc import Callable
 from typing import Any
+
+from django.db import transaction
+
+from apps.core.errors import OpscenterError
 
 from .choices import Result, Source
 from .models import OperationLog
@@ -29,3 +34,42 @@ def operation_record(
         result=result,
         message=message,
     )
+
+
+def operation_run(
+    *,
+    by,
+    source: str,
+    action: str,
+    object_type: str,
+    object_id: Any,
+    project,
+    authorize: Callable[[], None],
+    change: Callable[[], dict],
+    refused_detail: Callable[[], dict] | None = None,
+) -> dict:
+    """Every operation's frame: `authorize` (raises to refuse), then `change` (returns
+    what to log, or raises to refuse) in one transaction with its log entry. A refusal
+    is logged too, outside the rolled-back transaction, and raised again."""
+    record = dict(
+        user=by,
+        source=source,
+        action=action,
+        object_type=object_type,
+        object_id=object_id,
+        project=project,
+    )
+    try:
+        authorize()
+        with transaction.atomic():
+            detail = change()
+            operation_record(**record, detail=detail)
+    except OpscenterError as exc:
+        operation_record(
+            **record,
+            detail=refused_detail() if refused_detail else {},
+            result=Result.REFUSED,
+            message=exc.detail,
+        )
+        raise
+    return detail

@@ -127,6 +127,8 @@ def diagnose(instance: Instance, *, now: datetime.datetime | None = None, viewer
     result.notes.extend(notes)
     if upstream_blocker:
         result.blockers.append(upstream_blocker)
+    if blocker := _backfill_window(instance):
+        result.blockers.append(blocker)
     if instance.dry_run:
         # A dry run never executes: it is skipped as soon as its upstream is done.
         result.notes.append(
@@ -394,6 +396,32 @@ def _upstream_nodes_without_instance(
 
 
 # --- 3. waiting_time -------------------------------------------------------------------
+
+
+def _backfill_window(instance: Instance) -> Blocker | None:
+    """A backfill instance waits for the earlier dates of its run (serial: one date at a
+    time; parallel: N), and never starts once its run was stopped."""
+    run = instance.backfill
+    if run is None or instance.run_now:
+        return None
+    detail = {"backfill": run.pk, "order": run.order, "parallelism": run.parallelism}
+    if run.state == "stopped":
+        return Blocker(
+            kind=WaitReason.WAITING_UPSTREAM,
+            message=f"its backfill run #{run.pk} was stopped",
+            detail=detail,
+            actions=[_action("run_now", instance.pk, object="instance")],
+        )
+    if instance.backfill_seq is None or instance.backfill_seq < run.window_start + run.parallelism:
+        return None
+    ahead = instance.backfill_seq - run.window_start - run.parallelism + 1
+    return Blocker(
+        kind=WaitReason.WAITING_UPSTREAM,
+        message=f"waits for earlier dates of backfill run #{run.pk} ({run.order}, "
+        f"{run.parallelism} date(s) at a time): {ahead} date(s) to finish first",
+        detail={**detail, "dates_ahead": ahead},
+        actions=[_action("run_now", instance.pk, object="instance")],
+    )
 
 
 def _waiting_time(instance: Instance, now: datetime.datetime) -> Blocker | None:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.db.models.functions import Coalesce
 
 from apps.configuration.models import ResourceGroup
@@ -86,13 +86,24 @@ def due_q(now: datetime.datetime) -> Q:
     )
 
 
+def in_backfill_window_q() -> Q:
+    """Not a backfill instance, or one whose biz date is inside its run's window (the
+    dates the run may work on now: serial one, parallel N) of a run not stopped. Outside
+    the window it waits like an instance waits for upstream: for earlier dates."""
+    return Q(backfill__isnull=True) | (
+        Q(backfill_seq__lt=F("backfill__window_start") + F("backfill__parallelism"))
+        & ~Q(backfill__state="stopped")
+    )
+
+
 def unblocked_pending(scope: QuerySet[Instance]) -> QuerySet[Instance]:
-    """Pending instances of `scope` that are neither frozen nor waiting for upstream
-    (an instance to run without dependencies never waits for upstream)."""
+    """Pending instances of `scope` that are neither frozen nor waiting for upstream or
+    for earlier dates of their backfill (an instance to run without dependencies waits
+    for neither)."""
     return (
         scope.filter(state=InstanceState.PENDING)
         .exclude(frozen_q())
-        .filter(Q(run_now=True) | ~Exists(blocking_upstream()))
+        .filter(Q(run_now=True) | (~Exists(blocking_upstream()) & in_backfill_window_q()))
     )
 
 
@@ -131,6 +142,10 @@ def tick(
         scope = scope.filter(pk__in=only_ids)
     else:
         result.reaped = reap_lost_attempts(now=now)
+        # Move running backfills' windows on before choosing what may start.
+        from apps.backfills.services import backfills_refresh_running
+
+        backfills_refresh_running()
 
     result.skipped = _skip_ready_dry_runs(scope=scope, now=now)
 
@@ -225,7 +240,9 @@ def wait_reasons_refresh(*, scope: QuerySet[Instance], now: datetime.datetime) -
     touch only rows whose reason changed."""
     pending = scope.filter(state=InstanceState.PENDING)
     frozen = pending.filter(frozen_q())
-    blocked = pending.exclude(frozen_q()).filter(Exists(blocking_upstream()), run_now=False)
+    blocked = pending.exclude(frozen_q()).filter(
+        Exists(blocking_upstream()) | ~in_backfill_window_q(), run_now=False
+    )
     ready = unblocked_pending(scope)
     updates = [
         (frozen, WaitReason.FROZEN),
@@ -242,7 +259,7 @@ def wait_reasons_refresh(*, scope: QuerySet[Instance], now: datetime.datetime) -
 # --- lost workers ---------------------------------------------------------------------
 
 
-def _kill_orphaned_tree(attempt: Attempt) -> None:
+def kill_orphaned_tree(attempt: Attempt) -> None:
     """The attempt's own process dies with its worker, but what it started may live on.
     Its process group is killed when the reaper runs on the same machine; on another
     machine the group is left to that machine (the attempt's pid is in its record)."""
@@ -258,8 +275,11 @@ def reap_lost_attempts(*, now: datetime.datetime) -> int:
     """Attempts whose worker stopped heartbeating (killed, machine gone) are failed and
     their instances retried or failed; never left running."""
     limit = now - datetime.timedelta(seconds=settings.OPSCENTER_HEARTBEAT_TIMEOUT)
-    lost = Attempt.objects.filter(state="running", heartbeat_at__lt=limit).select_related(
-        "instance__version"
+    # Realtime attempts belong to the realtime supervisor, which takes over its own.
+    lost = (
+        Attempt.objects.filter(state="running", heartbeat_at__lt=limit)
+        .exclude(instance__kind="realtime")
+        .select_related("instance__version")
     )
     reaped = 0
     for attempt in lost:
@@ -272,7 +292,7 @@ def reap_lost_attempts(*, now: datetime.datetime) -> int:
         )
         if new_state is not None:
             reaped += 1
-            _kill_orphaned_tree(attempt)
+            kill_orphaned_tree(attempt)
             logger.warning(
                 "attempt %s of instance %s lost (worker %s): instance now %s",
                 attempt.number,

@@ -45,6 +45,16 @@ class Instance(models.Model):
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
+    # A backfill instance's run, and the position of its biz date in the run's order
+    # (0 for the first date run): the dispatcher starts it only inside the run's window.
+    backfill = models.ForeignKey(
+        "backfills.Backfill",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="instances",
+    )
+    backfill_seq = models.PositiveIntegerField(null=True, blank=True)
 
     class Meta:
         constraints = [
@@ -60,6 +70,7 @@ class Instance(models.Model):
             models.Index(fields=["project", "biz_date"], name="instance_project_bizdate_idx"),
             models.Index(fields=["node", "biz_date"], name="instance_node_bizdate_idx"),
             models.Index(fields=["state", "kind"], name="instance_state_kind_idx"),
+            models.Index(fields=["backfill", "backfill_seq"], name="instance_backfill_seq_idx"),
             # The dispatcher's candidates: small, because few instances are pending.
             models.Index(
                 fields=["priority", "scheduled_at"],

@@ -19,8 +19,7 @@ from dataclasses import dataclass
 from django.db import transaction
 from django.db.models import Exists, OuterRef
 
-from apps.audit.choices import Result
-from apps.audit.services import operation_record
+from apps.audit.services import operation_run
 from apps.configuration.models import ResourceGroup
 from apps.core import clock
 from apps.core.errors import Conflict, NotFound, OpscenterError, PermissionDenied, ValidationFailed
@@ -115,36 +114,25 @@ def _operate(
 ) -> Instance:
     """Run `change` (which returns the log detail, or raises to refuse) with the role
     check, one transaction and the operation log around it."""
-    try:
+
+    def authorize() -> None:
         require_role(by, instance.project, operate_role(instance.env))
         if instance.kind == InstanceKind.REALTIME:
             raise Conflict(
                 f"instance {instance.pk} is a realtime instance: start and stop it from its node"
             )
-        with transaction.atomic():
-            detail = change()
-            operation_record(
-                user=by,
-                source=source,
-                action=action,
-                object_type="instance",
-                object_id=instance.pk,
-                project=instance.project,
-                detail=detail,
-            )
-    except OpscenterError as exc:
-        operation_record(
-            user=by,
-            source=source,
-            action=action,
-            object_type="instance",
-            object_id=instance.pk,
-            project=instance.project,
-            detail={"state": _current_state(instance.pk)},
-            result=Result.REFUSED,
-            message=exc.detail,
-        )
-        raise
+
+    operation_run(
+        by=by,
+        source=source,
+        action=action,
+        object_type="instance",
+        object_id=instance.pk,
+        project=instance.project,
+        authorize=authorize,
+        change=change,
+        refused_detail=lambda: {"state": _current_state(instance.pk)},
+    )
     return _reload(instance)
 
 

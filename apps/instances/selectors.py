@@ -79,12 +79,15 @@ def instance_filter(queryset: QuerySet[Instance], filters: InstanceFilters) -> Q
     if filters.resource_group:
         queryset = queryset.filter(resource_group__name=filters.resource_group)
     if filters.backfill:
-        if filters.backfill in ("true", "1"):
+        # true / false: backfill instances or not; a number: one backfill run's instances.
+        if filters.backfill == "true":
             queryset = queryset.filter(kind=InstanceKind.BACKFILL)
-        elif filters.backfill in ("false", "0"):
+        elif filters.backfill == "false":
             queryset = queryset.exclude(kind=InstanceKind.BACKFILL)
+        elif filters.backfill.isdigit():
+            queryset = queryset.filter(backfill_id=int(filters.backfill))
         else:
-            _refuse("backfill", "true or false")
+            _refuse("backfill", "true, false or a backfill run's id")
     return queryset
 
 

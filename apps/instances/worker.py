@@ -197,6 +197,13 @@ def run_attempt(instance_id: int, *, enqueue: dispatcher.Enqueue | None = None) 
             "downstream_id", flat=True
         )
         dispatcher.tick(only_ids=list(children), enqueue=enqueue)
+    if instance.backfill_id is not None:
+        # A finished date moves the backfill's window: start the dates that entered it.
+        from apps.backfills.services import backfill_refresh
+
+        dispatcher.tick(
+            only_ids=backfill_refresh(backfill_id=instance.backfill_id), enqueue=enqueue
+        )
     return new_state
 
 

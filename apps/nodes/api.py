@@ -12,6 +12,8 @@ from apps.instances.api import instance_detail
 from apps.instances.operations import BATCH_MAX
 from apps.instances.schemas import InstanceDetail
 from apps.projects.selectors import project_get
+from apps.realtime import services as realtime_services
+from apps.realtime.schemas import RealtimeOut, RealtimeResourcesIn, realtime_out
 
 from . import operations
 from .models import Node, NodeVersion
@@ -345,3 +347,52 @@ def node_run(request, node_id: int, payload: NodeRunIn | None = None):
         params=payload.params if payload else None,
     )
     return Status(201, instance_detail(request, instance.pk))
+
+
+# --- realtime nodes (apps.realtime) ------------------------------------------------------
+
+
+@router.get("/{int:node_id}/realtime", response=RealtimeOut, summary="A realtime node's process")
+def node_realtime(request, node_id: int):
+    node = node_get(user=request.auth, node_id=node_id)
+    return realtime_out(realtime_services.realtime_settings_get(node))
+
+
+@router.post(
+    "/{int:node_id}/realtime/start",
+    response=RealtimeOut,
+    summary="Start a stopped or failed realtime node (a supervisor runs its process)",
+)
+def node_realtime_start(request, node_id: int):
+    node = node_get(user=request.auth, node_id=node_id)
+    realtime_services.realtime_start(node=node, by=request.auth, source="api")
+    return realtime_out(realtime_services.realtime_settings_get(node))
+
+
+@router.post(
+    "/{int:node_id}/realtime/stop",
+    response=RealtimeOut,
+    summary="Stop a realtime node: SIGTERM, then SIGKILL after the grace period",
+)
+def node_realtime_stop(request, node_id: int):
+    node = node_get(user=request.auth, node_id=node_id)
+    realtime_services.realtime_stop(node=node, by=request.auth, source="api")
+    return realtime_out(realtime_services.realtime_settings_get(node))
+
+
+@router.post(
+    "/{int:node_id}/realtime/resources",
+    response=RealtimeOut,
+    summary="Change a realtime node's CPU, memory or restart limit (from its next start)",
+)
+def node_realtime_resources(request, node_id: int, payload: RealtimeResourcesIn):
+    node = node_get(user=request.auth, node_id=node_id)
+    row = realtime_services.realtime_change_resources(
+        node=node,
+        by=request.auth,
+        source="api",
+        cpu=payload.cpu,
+        memory_mb=payload.memory_mb,
+        restart_limit=payload.restart_limit,
+    )
+    return realtime_out(row)

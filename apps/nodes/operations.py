@@ -11,10 +11,8 @@ import datetime
 from collections.abc import Callable
 
 from django.contrib.auth import get_user_model
-from django.db import transaction
 
-from apps.audit.choices import Result
-from apps.audit.services import operation_record
+from apps.audit.services import operation_run
 from apps.core import clock
 from apps.core.errors import Conflict, OpscenterError, ValidationFailed
 from apps.instances.choices import InstanceKind, InstanceState
@@ -44,42 +42,19 @@ RUN_REFUSED = {
 }
 
 
-def _record(
-    *, node: Node, by, source: str, action: str, detail: dict, result=Result.OK, message=""
-):
-    operation_record(
-        user=by,
+def operate(*, action: str, node: Node, by, source: str, change: Callable[[], dict]) -> dict:
+    """Run `change` with the role check, one transaction and the operation log around it;
+    returns the detail `change` recorded. Realtime operations use it too."""
+    return operation_run(
+        by=by,
         source=source,
         action=action,
         object_type="node",
         object_id=node.pk,
         project=node.project,
-        detail=detail,
-        result=result,
-        message=message,
+        authorize=lambda: require_role(by, node.project, operate_role(node.env)),
+        change=change,
     )
-
-
-def _operate(*, action: str, node: Node, by, source: str, change: Callable[[], dict]) -> dict:
-    """Run `change` with the role check, one transaction and the operation log around it;
-    returns the detail `change` recorded."""
-    try:
-        require_role(by, node.project, operate_role(node.env))
-        with transaction.atomic():
-            detail = change()
-            _record(node=node, by=by, source=source, action=action, detail=detail)
-    except OpscenterError as exc:
-        _record(
-            node=node,
-            by=by,
-            source=source,
-            action=action,
-            detail={},
-            result=Result.REFUSED,
-            message=exc.detail,
-        )
-        raise
-    return detail
 
 
 def _reload(node: Node) -> Node:
@@ -110,7 +85,7 @@ def node_pause(*, node: Node, by, source: str) -> Node:
         refresh_wait_reasons(_pending_ids(node))
         return {"paused": True}
 
-    _operate(action="node_pause", node=node, by=by, source=source, change=change)
+    operate(action="node_pause", node=node, by=by, source=source, change=change)
     return _reload(node)
 
 
@@ -125,7 +100,7 @@ def node_resume(*, node: Node, by, source: str) -> Node:
         tick_on_commit(pending)
         return {"paused": False}
 
-    _operate(action="node_resume", node=node, by=by, source=source, change=change)
+    operate(action="node_resume", node=node, by=by, source=source, change=change)
     return _reload(node)
 
 
@@ -216,7 +191,7 @@ def node_run(
         tick_on_commit([instance.pk])
         return {"instance": instance.pk, "biz_date": day.isoformat(), "params": values}
 
-    _operate(action="run", node=node, by=by, source=source, change=change)
+    operate(action="run", node=node, by=by, source=source, change=change)
     return Instance.objects.select_related("node", "project", "resource_group", "version").get(
         pk=made[0].pk
     )
@@ -257,7 +232,7 @@ def node_offline(*, node: Node, by, source: str) -> Node:
         tick_on_commit(children_of(pending))
         return {"status": NodeStatus.OFFLINE, "skipped_instances": skipped}
 
-    _operate(action="offline", node=node, by=by, source=source, change=change)
+    operate(action="offline", node=node, by=by, source=source, change=change)
     return _reload(node)
 
 
@@ -283,7 +258,7 @@ def node_change_owner(*, node: Node, owner, by, source: str) -> Node:
         Node.objects.filter(pk=node.pk).update(owner=owner)
         return {"from": previous, "to": owner.get_username()}
 
-    _operate(action="change_owner", node=node, by=by, source=source, change=change)
+    operate(action="change_owner", node=node, by=by, source=source, change=change)
     return _reload(node)
 
 

@@ -81,6 +81,9 @@ def nodes_publish(
             Project.objects.select_for_update().filter(pk=project.pk).first()
             batch = validate_batch(project=project, env=env, specs=specs, user=user)
             result, changed_ids = _write(batch, user=user, note=note)
+            from apps.realtime.services import realtime_instances_ensure
+
+            realtime_instances_ensure(node_ids=changed_ids)
             _record(
                 project=project,
                 env=env,

@@ -1,15 +1,23 @@
 from django.urls import path
 
+from apps.realtime.views import node_realtime_action
+
 from . import views
 
 app_name = "nodes"
 urlpatterns = [
     path("", views.node_list, name="list"),
     path("batch", views.nodes_batch, name="batch"),
+    path("one-time/", views.node_one_time_list, name="one_time"),
     path("<int:node_id>/", views.node_detail, name="detail"),
     path("<int:node_id>/dag.json", views.node_dag_json, name="dag"),
     path("<int:node_id>/run", views.node_run, name="run"),
     path("<int:node_id>/pause", views.node_action, {"action": "pause"}, name="pause"),
     path("<int:node_id>/resume", views.node_action, {"action": "resume"}, name="resume"),
     path("<int:node_id>/offline", views.node_action, {"action": "offline"}, name="offline"),
+    path(
+        "<int:node_id>/realtime/<str:action>",
+        node_realtime_action,
+        name="realtime",
+    ),
 ]

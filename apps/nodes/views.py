@@ -12,6 +12,7 @@ from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.db.models import OuterRef, Subquery
 from django.http import Http404, JsonResponse
 from django.shortcuts import redirect
 from django.urls import reverse
@@ -28,6 +29,7 @@ from apps.instances.operations import operate_role
 from apps.projects.choices import ROLE_RANK, Role
 from apps.projects.models import Membership
 from apps.projects.selectors import has_role
+from apps.realtime.views import realtime_panel_context
 
 from . import operations
 from .choices import Env, NodeStatus, NodeType, ScheduleType
@@ -157,6 +159,55 @@ def nodes_batch(request):
     return response
 
 
+# --- one-time tasks ----------------------------------------------------------------------
+
+
+@login_required
+@require_GET
+def node_one_time_list(request):
+    """The one-time (manual) nodes, each with its last run and a Run button that asks
+    the biz date and parameter values (the form of node_run, loaded with htmx)."""
+    queryset = nodes_visible_to(request.user).filter(schedule_type=ScheduleType.ONE_TIME)
+    if request.project is not None:
+        queryset = queryset.filter(project=request.project)
+    query = request.GET.get("q", "").strip()
+    if query:
+        queryset = queryset.filter(name__icontains=query)
+    last_run = Instance.objects.filter(node=OuterRef("pk")).order_by("-id")
+    queryset = queryset.annotate(
+        last_run_id=Subquery(last_run.values("id")[:1]),
+        last_run_state=Subquery(last_run.values("state")[:1]),
+        last_run_biz_date=Subquery(last_run.values("biz_date")[:1]),
+    )
+    errors: list[dict] = []
+    try:
+        page = keyset_page(
+            queryset,
+            cursor=request.GET.get("cursor") or None,
+            limit=request.GET.get("limit"),
+            order_field="name",
+            descending=False,
+        )
+    except ValidationFailed as exc:
+        errors = exc.errors or [{"field": "", "message": exc.detail}]
+        page = Page(items=[], next_cursor=None)
+    roles: dict[tuple[int, str], bool] = {}
+    rows = []
+    for node in page.items:
+        key = (node.project_id, node.env)
+        if key not in roles:
+            roles[key] = has_role(request.user, node.project, operate_role(node.env))
+        spec = node.current_version.spec if node.current_version_id else {}
+        rows.append({"node": node, "can_run": roles[key], "params": spec.get("params") or {}})
+    return render_page_or_partial(
+        request,
+        page="nodes/one_time.html",
+        partial="nodes/_one_time_table.html",
+        context={"page": page, "rows": rows, "errors": errors, "q": query},
+        status=422 if errors else 200,
+    )
+
+
 # --- detail ------------------------------------------------------------------------------
 
 
@@ -174,6 +225,7 @@ def node_detail(request, node_id: int):
         **_versions_context(request, node),
     }
     if not wants_partial(request):
+        context.update(realtime_panel_context(node))
         context.update(_neighbours_context(request, node))
         context["instances"] = list(
             Instance.objects.filter(node=node).select_related("version", "resource_group")[
@@ -317,6 +369,9 @@ def _actions_context(request, node: Node) -> dict:
     return {
         "can_operate": can_operate,
         "runnable": runnable,
+        # A backfill reruns a recurring node's cron times over past biz dates.
+        "backfillable": node.schedule_type == ScheduleType.RECURRING
+        and node.status == NodeStatus.ONLINE,
         "run_params": [
             {"name": name, "default": "" if default is None else str(default)}
             for name, default in sorted((spec.get("params") or {}).items())

@@ -14,6 +14,7 @@ from apps.core.errors import OpscenterError
 CLI_MODULES = [
     "apps.nodes.cli",
     "apps.instances.cli",
+    "apps.realtime.cli",
     "apps.accounts.cli",
     "apps.demo.cli",
 ]

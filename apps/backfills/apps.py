@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class BackfillsConfig(AppConfig):
+    name = "apps.backfills"
+    label = "backfills"
