@@ -51,6 +51,13 @@ def test_demo_runs_real_pipelines_and_is_idempotent(var_dir):
     }
     types = set(Node.objects.filter(project=project).values_list("type", flat=True))
     assert types == {"sql", "shell", "python", "virtual"}
+    schedules = dict(Node.objects.filter(project=project).values_list("name", "schedule_type"))
+    assert (schedules["reprocess_region"], schedules["order_stream"]) == ("one_time", "realtime")
+    # The streaming node waits, stopped, for an operator to start it; the manual task
+    # has not run.
+    stream = Instance.objects.get(node__name="order_stream")
+    assert (stream.kind, stream.state) == ("realtime", "stopped")
+    assert not Instance.objects.filter(node__name="reprocess_region").exists()
 
     # "Today" as the demo saw it: the last day it generated is tomorrow.
     today = GenerationRun.objects.filter(project=project).latest("run_date").run_date - ONE_DAY
