@@ -33,14 +33,35 @@ def test_dispatcher_loop_hands_due_instances_to_their_group_queue(project, users
     node = node_create(project, "a", owner=users["alice"])
     instance = instance_create(node, PAST)
 
-    totals = tasks.dispatcher_loop(seconds=0.2)
+    totals = tasks.dispatcher_loop(seconds=0)
 
-    assert totals["passes"] >= 2
+    assert totals["passes"] == 1
     assert totals["queued"] == 1
     assert Instance.objects.get(pk=instance.pk).state == "queued"
     # A django-q2 task on the "default" queue (the ORM broker's table).
     queued = [task for task in OrmQ.objects.all() if task.task["func"].endswith("run_instance")]
     assert [(t.key, t.task["args"]) for t in queued] == [("default", (instance.pk,))]
+
+
+def test_dispatcher_loop_passes_every_tick_seconds_until_its_time_is_up(monkeypatch, settings):
+    """A fake clock: each pass and each sleep advance it, so the count is exact."""
+    settings.OPSCENTER_TICK_SECONDS = 2
+    moments = {"now": 0.0}
+    passes = []
+
+    def fake_tick():
+        passes.append(moments["now"])
+        return type("R", (), {"started": 0, "skipped": 0, "reaped": 0})()
+
+    monkeypatch.setattr(tasks.dispatcher, "tick", fake_tick)
+    monkeypatch.setattr(tasks.time, "monotonic", lambda: moments["now"])
+    monkeypatch.setattr(tasks.time, "sleep", lambda s: moments.update(now=moments["now"] + s))
+    monkeypatch.setattr(tasks, "close_old_connections", lambda: None)
+
+    totals = tasks.dispatcher_loop(seconds=7)
+
+    assert passes == [0, 2, 4, 6, 7]
+    assert totals["passes"] == 5
 
 
 @pytest.mark.django_db(transaction=True)
