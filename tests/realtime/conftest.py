@@ -29,15 +29,29 @@ def publish_realtime(project, users):
 
 
 @pytest.fixture
-def supervisor(settings):
-    """A supervisor looping in a thread of this test; stopped (processes ended) at the end."""
+def start_supervisor(settings):
+    """start_supervisor() -> a supervisor looping in a thread of this test, from the
+    moment the test is ready for it; each is stopped (processes ended) at the end."""
     settings.OPSCENTER_HEARTBEAT_SECONDS = 0.2
     settings.OPSCENTER_KILL_GRACE_SECONDS = 1
-    until = threading.Event()
-    running = Supervisor(poll_seconds=0.1)
-    thread = threading.Thread(target=running.run, kwargs={"until": until}, daemon=True)
-    thread.start()
-    yield running
-    until.set()
-    thread.join(timeout=30)
-    assert not thread.is_alive(), "the supervisor did not shut down"
+    started = []
+
+    def start() -> Supervisor:
+        until = threading.Event()
+        running = Supervisor(poll_seconds=0.1)
+        thread = threading.Thread(target=running.run, kwargs={"until": until}, daemon=True)
+        thread.start()
+        started.append((until, thread))
+        return running
+
+    yield start
+    for until, thread in started:
+        until.set()
+        thread.join(timeout=30)
+        assert not thread.is_alive(), "the supervisor did not shut down"
+
+
+@pytest.fixture
+def supervisor(start_supervisor):
+    """A supervisor running from the start of the test."""
+    return start_supervisor()

@@ -132,7 +132,7 @@ def test_resource_change_applies_at_the_next_start(publish_realtime, users, supe
 
 
 def test_a_lost_supervisors_instance_is_taken_over_and_started_again(
-    publish_realtime, users, supervisor, settings
+    publish_realtime, users, start_supervisor, settings
 ):
     (node,) = publish_realtime(realtime_spec())
     realtime_start(node=node, by=users["olga"], source="api")
@@ -149,6 +149,8 @@ def test_a_lost_supervisors_instance_is_taken_over_and_started_again(
     )
     Instance.objects.filter(pk=instance.pk).update(attempt_count=1)
     RealtimeSettings.objects.filter(node=node).update(supervisor="gone:1", heartbeat_at=None)
+    # Only now does a live supervisor come: it finds what the dead one left.
+    supervisor = start_supervisor()
     wait_for(lambda: live_attempt(node, 2), "the takeover's new start")
     lost = Attempt.objects.get(instance=instance, number=1)
     assert (lost.state, lost.reason) == ("failed", "supervisor gone:1 lost: no heartbeat")
