@@ -2,13 +2,15 @@
 #
 # Variables: PYTHON (the interpreter that makes .venv), PYTEST_ARGS (extra pytest
 # arguments, e.g. PYTEST_ARGS='tests/demo -x'), PYTEST_WORKERS (parallel pytest
-# workers; 0 runs in one process), HOST and PORT (where `make demo` serves).
+# workers; 0 runs in one process), HOST and PORT (where `make demo` serves),
+# BENCH_ARGS (e.g. BENCH_ARGS='--only B1,B4 --scale small' for `make bench`).
 
 PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 PYTEST_WORKERS ?= 2
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 HOST ?= 0.0.0.0
 PORT ?= 8000
 
@@ -18,7 +20,7 @@ else
 XDIST := -n $(PYTEST_WORKERS)
 endif
 
-.PHONY: setup demo test lint format clean
+.PHONY: setup demo test bench lint format clean
 
 setup: $(VENV)/.installed node_modules/.installed
 	$(PY) manage.py migrate --noinput
@@ -40,6 +42,11 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest $(XDIST) $(PYTEST_ARGS)
+
+# Benchmarks of issue 5 on PostgreSQL (DATABASE_URL when it names PostgreSQL, else
+# opscenter_bench on 127.0.0.1): a fresh database each run, one table of results.
+bench: setup
+	$(PY) -m bench $(BENCH_ARGS)
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .

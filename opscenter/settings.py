@@ -166,6 +166,8 @@ Q_CLUSTER = {
     "save_limit": 1000,
     "poll": envfloat("Q_POLL", 0.2),
     "label": "Task queue",
+    # Read by django-q2 when a cluster is started with Q_CLUSTER_NAME=<group>; must exist.
+    "ALT_CLUSTERS": {},
 }
 if REDIS_URL:
     Q_CLUSTER["redis"] = REDIS_URL
@@ -175,6 +177,12 @@ if envbool("Q_SYNC", False):
     Q_CLUSTER["sync"] = True
 
 # --- opscenter ------------------------------------------------------------------------
+# Resource groups that share a django-q2 queue instead of each having their own cluster
+# (small groups on few machines): "group=queue,group=queue". Limits stay per group: the
+# dispatcher enforces them, whichever queue carries the work.
+OPSCENTER_GROUP_QUEUES = dict(
+    pair.split("=", 1) for pair in os.environ.get("OPSCENTER_GROUP_QUEUES", "").split(",") if pair
+)
 # Seconds between heartbeats of a running attempt, and how long without one before
 # the attempt's worker is declared lost.
 OPSCENTER_HEARTBEAT_SECONDS = envfloat("OPSCENTER_HEARTBEAT_SECONDS", 5)

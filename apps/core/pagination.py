@@ -86,8 +86,11 @@ def keyset_page(
         if order_field == "id":
             queryset = queryset.filter(**{f"id__{op}": pk})
         else:
+            # The first, redundant condition is the one an index on (column, id) can
+            # seek to; the OR alone would make the database scan from the first page.
             queryset = queryset.filter(
-                Q(**{f"{order_field}__{op}": value}) | Q(**{order_field: value, f"id__{op}": pk})
+                Q(**{f"{order_field}__{op}e": value}),
+                Q(**{f"{order_field}__{op}": value}) | Q(**{order_field: value, f"id__{op}": pk}),
             )
     rows = list(queryset[: limit + 1])
     next_cursor = None

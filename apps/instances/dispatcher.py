@@ -39,15 +39,17 @@ Enqueue = Callable[[str, list[int]], None]
 
 
 def enqueue_on_cluster(group_name: str, instance_ids: list[int]) -> None:
-    """The production hand-off: one django-q2 task per instance on the group's queue."""
+    """The production hand-off: one django-q2 task per instance on the group's queue
+    (the queue of its own name unless OPSCENTER_GROUP_QUEUES maps it onto a shared one)."""
     from django_q.tasks import async_task
 
+    queue = settings.OPSCENTER_GROUP_QUEUES.get(group_name, group_name)
     for instance_id in instance_ids:
         # Results are recorded on the instance and its attempt; django-q2 need not keep them.
         async_task(
             "apps.instances.tasks.run_instance",
             instance_id,
-            cluster=group_name,
+            cluster=queue,
             task_name=f"instance-{instance_id}",
             save=False,
         )

@@ -360,25 +360,42 @@ def _insert_instances(
     rows.insert(instances())
 
 
-def _insert_edges(edges: set[tuple[int, int]]) -> None:
+def _insert_edges(edges: Iterable[tuple[int, int]]) -> int:
+    """Insert the edges as they come (a day of 100k nodes has millions: they are never
+    all held at once) and answer how many there were."""
     rows = _Rows(InstanceDependency, ["downstream_id", "upstream_id"])
-    rows.insert(rows.row(d, u) for d, u in sorted(edges))
+    count = 0
+
+    def counted() -> Iterator[tuple]:
+        nonlocal count
+        for downstream_id, upstream_id in edges:
+            count += 1
+            yield rows.row(downstream_id, upstream_id)
+
+    rows.insert(counted())
+    return count
 
 
 def _edges(
     plans: list[_Plan], biz_date: datetime.date, generated: dict[int, _DayInstances]
-) -> set[tuple[int, int]]:
+) -> Iterator[tuple[int, int]]:
     """(downstream, upstream) instance edges for the instances just generated, by SPEC
     section 3: their own upstream and self dependencies, and the dependencies on them of
-    pending instances generated earlier (other projects, generated first)."""
-    edges: set[tuple[int, int]] = set()
+    pending instances generated earlier (other projects, generated first).
+
+    Each edge comes once. The edges are made node by node and deduplicated per
+    downstream node: two downstream nodes never share a downstream instance."""
     by_node = {plan.node_id: plan for plan in plans if plan.node_id in generated}
 
     # Rules 1-4: upstream instances of the same biz date, in any project.
     upstream_ids = {u for plan in by_node.values() for u in plan.upstream_ids}
     upstream_days = _day_instances(upstream_ids - generated.keys(), biz_date) | generated
     upstream_crons = _crons_of(upstream_days)
+    # Rule 5: each instance of a self-dependent node waits for the node's previous one.
+    self_dependent = [node_id for node_id, plan in by_node.items() if plan.self_dependent]
+    previous_days = _day_instances(self_dependent, biz_date - ONE_DAY)
     for node_id, plan in by_node.items():
+        edges: set[tuple[int, int]] = set()
         children = generated[node_id]
         child_sub_daily = schedules.is_sub_daily(plan.cron)
         for upstream_id in plan.upstream_ids:
@@ -393,21 +410,19 @@ def _edges(
             )
             for child_id, indexes in zip(children.ids, aligned, strict=True):
                 edges.update((child_id, parents.ids[i]) for i in indexes)
+        if plan.self_dependent:
+            ids = children.ids
+            if node_id in previous_days:
+                edges.add((ids[0], previous_days[node_id].ids[-1]))
+            edges.update(zip(ids[1:], ids[:-1], strict=True))
+        yield from sorted(edges)
 
-    # Rule 5: each instance of a self-dependent node waits for the node's previous one.
-    self_dependent = [node_id for node_id, plan in by_node.items() if plan.self_dependent]
-    previous_days = _day_instances(self_dependent, biz_date - ONE_DAY)
-    for node_id in self_dependent:
-        ids = generated[node_id].ids
-        if node_id in previous_days:
-            edges.add((ids[0], previous_days[node_id].ids[-1]))
-        edges.update(zip(ids[1:], ids[:-1], strict=True))
     # ... and the next day's first instance, when that day was generated first.
     next_days = _day_instances(by_node, biz_date + ONE_DAY)
     next_facts = _version_facts(day.version_id for day in next_days.values())
     for node_id, day in next_days.items():
         if next_facts[day.version_id][2] and day.states[0] == InstanceState.PENDING:
-            edges.add((day.ids[0], generated[node_id].ids[-1]))
+            yield (day.ids[0], generated[node_id].ids[-1])
 
     # Pending instances generated before their upstream was (e.g. a downstream project
     # whose generation time comes earlier) now get their edges to the new instances.
@@ -423,6 +438,7 @@ def _edges(
     }
     waiting_facts = _version_facts(day.version_id for day in waiting.values())
     for children in waiting.values():
+        edges = set()
         _, cron, _, _, _, _, version_upstream = waiting_facts[children.version_id]
         for upstream_id in version_upstream or []:
             if upstream_id not in by_node:
@@ -439,7 +455,7 @@ def _edges(
             ):
                 if state == InstanceState.PENDING:
                     edges.update((child_id, parents.ids[i]) for i in indexes)
-    return edges
+        yield from sorted(edges)
 
 
 def _generate_project(
@@ -465,13 +481,12 @@ def _generate_project(
 
         _insert_instances(project, plans, run_date, not_before)
         generated = _day_instances((plan.node_id for plan in plans), biz_date)
-        edges = _edges(plans, biz_date, generated)
-        _insert_edges(edges)
+        edges_created = _insert_edges(_edges(plans, biz_date, generated))
         # The nodes had no instances that day and generators run one at a time, so every
         # instance read back and every edge computed is new.
         result = GenerationResult(
             instances_created=sum(len(day.ids) for day in generated.values()),
-            edges_created=len(edges),
+            edges_created=edges_created,
         )
         GenerationRun.objects.create(
             project=project,

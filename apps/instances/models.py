@@ -71,6 +71,14 @@ class Instance(models.Model):
             models.Index(fields=["node", "biz_date"], name="instance_node_bizdate_idx"),
             models.Index(fields=["state", "kind"], name="instance_state_kind_idx"),
             models.Index(fields=["backfill", "backfill_seq"], name="instance_backfill_seq_idx"),
+            # The instance list's keyset order (newest scheduled first), unfiltered and
+            # under its most used filters: page 10,000 reads what page 1 reads.
+            models.Index(fields=["scheduled_at", "id"], name="instance_scheduled_idx"),
+            models.Index(fields=["state", "scheduled_at", "id"], name="instance_state_sched_idx"),
+            models.Index(
+                fields=["biz_date", "scheduled_at", "id"], name="instance_bizdate_sched_idx"
+            ),
+            models.Index(fields=["node", "scheduled_at", "id"], name="instance_node_sched_idx"),
             # The dispatcher's candidates: small, because few instances are pending.
             models.Index(
                 fields=["priority", "scheduled_at"],

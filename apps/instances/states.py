@@ -16,7 +16,8 @@ import socket
 from dataclasses import dataclass
 
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Value
+from django.db.models.functions import Coalesce
 
 from .choices import AttemptState, InstanceState, WaitReason
 from .models import Attempt, AttemptLogChunk, Instance
@@ -42,19 +43,21 @@ def dry_runs_skip(*, ids: list[int], now: datetime.datetime) -> int:
 
 def attempt_start(*, instance_id: int, now: datetime.datetime) -> Attempt | None:
     """queued -> running, with a new attempt. None when someone else got there first
-    (the task was delivered twice) or the instance was stopped while queued."""
-    with transaction.atomic():
+    (the task was delivered twice) or the instance was stopped while queued. Inside a
+    caller's transaction it joins it (no savepoint): the worker reads what it needs to
+    run the attempt in the same transaction."""
+    with transaction.atomic(savepoint=False):
         changed = Instance.objects.filter(pk=instance_id, state=InstanceState.QUEUED).update(
             state=InstanceState.RUNNING,
             attempt_count=F("attempt_count") + 1,
             next_attempt_at=None,
             wait_reason="",
             run_now=False,
+            # started_at marks the start of this run (first attempt); retries keep it.
+            started_at=Coalesce("started_at", Value(now)),
         )
         if not changed:
             return None
-        # started_at marks the start of this run (first attempt); retries keep it.
-        Instance.objects.filter(pk=instance_id, started_at__isnull=True).update(started_at=now)
         number = Instance.objects.values_list("attempt_count", flat=True).get(pk=instance_id)
         return Attempt.objects.create(
             instance_id=instance_id,

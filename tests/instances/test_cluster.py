@@ -209,3 +209,35 @@ def test_worker_killed_with_sigkill_is_detected_and_the_instance_retried(
         message="the lost attempt's grandchild is still running",
     )
     assert second.state == "succeeded"
+
+
+def test_an_instance_runs_on_the_cluster_of_its_resource_group(project, users, cluster):
+    from apps.configuration.models import ResourceGroup
+
+    ResourceGroup.objects.create(name="etl", max_concurrency=2)
+    node = node_create(
+        project,
+        "heavy",
+        owner=users["alice"],
+        type="shell",
+        resource_group="etl",
+        content='echo "on queue $Q_CLUSTER_NAME"',
+    )
+    instance = instance_create(node, SCHEDULED)
+    default_cluster = cluster()
+    etl_cluster = cluster(Q_CLUSTER_NAME="etl")
+
+    assert dispatcher.tick().queued == [instance.pk]
+    wait_for(
+        lambda: Instance.objects.get(pk=instance.pk).state == "succeeded",
+        timeout=60,
+        message="the etl cluster did not run it",
+        cluster=etl_cluster,
+    )
+    attempt = Attempt.objects.get(instance=instance)
+    worker_pid = int(attempt.worker.rsplit(":", 1)[1])
+    etl_pids = {p.pid for p in psutil.Process(etl_cluster.process.pid).children(recursive=True)}
+    default_pids = {
+        p.pid for p in psutil.Process(default_cluster.process.pid).children(recursive=True)
+    }
+    assert worker_pid in etl_pids and worker_pid not in default_pids

@@ -1,0 +1,95 @@
+"""Every benchmark workload runs at scale "tiny" against the test database, so the
+benchmark code cannot rot. Speed is not asserted here: the figures are for `make bench`."""
+
+import pytest
+
+from bench import b1_generation, b4_instance_list, b5_overview, common
+from bench.__main__ import table
+
+KEYS = {"id", "workload", "figure", "value", "baseline", "unit", "ratio", "goal", "met", "note"}
+
+
+def _check(rows: list[dict], workload_id: str) -> None:
+    assert rows
+    for row in rows:
+        assert KEYS <= row.keys()
+        assert row["id"] == workload_id
+        assert row["value"] > 0
+        assert isinstance(row["met"], bool)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_b1_generation_makes_a_day_and_then_nothing():
+    rows = b1_generation.run("tiny")
+    _check(rows, "B1")
+    first, second, memory = rows
+    # 200 nodes: 140 daily, 40 hourly, 20 every 15 minutes.
+    assert "200 nodes -> 3,020 instances" in first["note"]
+    assert first["baseline"] > 0 and first["ratio"] is not None
+    assert second["figure"].startswith("second run")
+    assert memory["unit"] == "MB" and memory["peak_mb"] == memory["value"]
+    from apps.instances.models import Instance, InstanceDependency
+
+    # The baseline wrote back the generator's rows: the same day, complete.
+    assert Instance.objects.count() == 3020
+    assert InstanceDependency.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_b4_instance_list_pages_and_api():
+    rows = b4_instance_list.run("tiny")
+    _check(rows, "B4")
+    figures = [row["figure"] for row in rows]
+    assert "API no filter, page 3 p95" in figures
+    assert "page biz date + state + node, page 1 p95" in figures
+    assert sum("vs page 1" in f for f in figures) == 4
+    assert rows[0]["note"] == "2,000 instances"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_b5_overview_reuses_the_history():
+    project = common.history("tiny")
+    rows = b5_overview.run("tiny")
+    _check(rows, "B5")
+    assert [row["figure"] for row in rows] == [
+        "overview + 7-day trend p95",
+        "overview + 30-day trend p95",
+    ]
+    # Loaded once: the second call found it by its fingerprint.
+    assert common.history("tiny") == project
+    from apps.instances.models import Instance
+
+    assert Instance.objects.filter(project=project).count() == common.HISTORY_INSTANCES["tiny"]
+
+
+def test_table_prints_one_line_per_row_and_marks_misses():
+    rows = [
+        common.result(
+            id="B9",
+            workload="w",
+            figure="f",
+            value=2.0,
+            baseline=1.0,
+            unit="s",
+            goal="<= 3x",
+            met=True,
+            peak_mb=10.0,
+        ),
+        common.result(
+            id="B9",
+            workload="w",
+            figure="g",
+            value=4.0,
+            baseline=1.0,
+            unit="s",
+            goal="<= 3x",
+            met=False,
+            peak_mb=10.0,
+        ),
+    ]
+    text = table(rows, "Machine: test")
+    lines = text.splitlines()
+    assert lines[0] == "Machine: test"
+    assert lines[2].startswith("| id | workload | figure | opscenter | baseline | ratio")
+    assert "| 2.00× | <= 3x | yes | 10 |" in lines[4]
+    assert "| 4.00× | <= 3x | **no** | 10 |" in lines[5]
