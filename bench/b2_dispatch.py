@@ -139,7 +139,6 @@ def xact_commit() -> int | None:
 def instances_create(code: str, *, count: int, groups: int, prefix: str) -> tuple[object, list]:
     """`count` pending virtual instances of one node per group, all due and ready."""
     from apps.configuration.models import ResourceGroup
-    from apps.instances.models import Instance
     from tests.factories import node_create
 
     owner = common.bench_user()
@@ -149,22 +148,7 @@ def instances_create(code: str, *, count: int, groups: int, prefix: str) -> tupl
         name = f"{prefix}-g{g:02d}"
         ResourceGroup.objects.update_or_create(name=name, defaults={"max_concurrency": GROUP_LIMIT})
         nodes.append(node_create(project, name, owner=owner, resource_group=name))
-    rows = [
-        Instance(
-            project=project,
-            node=node,
-            version=node.current_version,
-            env="prod",
-            kind="one_time",
-            biz_date=SCHEDULED.date(),
-            scheduled_at=SCHEDULED,
-            priority=3,
-            resource_group=node.resource_group,
-        )
-        for i in range(count)
-        for node in [nodes[i % groups]]
-    ]
-    Instance.objects.bulk_create(rows, batch_size=2000)
+    common.ready_instances(nodes, count, scheduled_at=SCHEDULED)
     return project, nodes
 
 

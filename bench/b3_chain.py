@@ -31,28 +31,13 @@ def round_trip_ms(repeat: int = 200) -> float:
 
 
 def chain_create(length: int) -> list:
-    from apps.instances.models import Instance, InstanceDependency
+    from apps.instances.models import InstanceDependency
     from tests.factories import node_create
 
     owner = common.bench_user()
     project = common.bench_project("b3")
     node = node_create(project, "b3-link", owner=owner)
-    instances = Instance.objects.bulk_create(
-        [
-            Instance(
-                project=project,
-                node=node,
-                version=node.current_version,
-                env="prod",
-                kind="one_time",
-                biz_date=SCHEDULED.date(),
-                scheduled_at=SCHEDULED,
-                priority=3,
-                resource_group=node.resource_group,
-            )
-            for _ in range(length)
-        ]
-    )
+    instances = common.ready_instances([node], length, scheduled_at=SCHEDULED)
     InstanceDependency.objects.bulk_create(
         [
             InstanceDependency(downstream=child, upstream=parent)

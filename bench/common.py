@@ -224,6 +224,31 @@ def bench_project(code: str, timezone: str = "UTC"):
 
 
 # Node mix of issue 5: 70% daily, 20% hourly, 10% every 15 minutes.
+def ready_instances(nodes: Sequence, count: int, *, scheduled_at: datetime.datetime) -> list:
+    """`count` pending one-time instances, round-robin over `nodes`, all due: work the
+    dispatcher may start at once (B2, B3)."""
+    from apps.instances.models import Instance
+
+    return Instance.objects.bulk_create(
+        [
+            Instance(
+                project=node.project,
+                node=node,
+                version=node.current_version,
+                env="prod",
+                kind="one_time",
+                biz_date=scheduled_at.date(),
+                scheduled_at=scheduled_at,
+                priority=3,
+                resource_group=node.resource_group,
+            )
+            for i in range(count)
+            for node in [nodes[i % len(nodes)]]
+        ],
+        batch_size=2000,
+    )
+
+
 def cron_of(index: int) -> str:
     slot = index % 10
     if slot < 7:

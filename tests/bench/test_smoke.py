@@ -3,7 +3,7 @@ benchmark code cannot rot. Speed is not asserted here: the figures are for `make
 
 import pytest
 
-from bench import b1_generation, b4_instance_list, b5_overview, common
+from bench import b1_generation, b2_dispatch, b3_chain, b4_instance_list, b5_overview, common
 from bench.__main__ import table
 
 KEYS = {"id", "workload", "figure", "value", "baseline", "unit", "ratio", "goal", "met", "note"}
@@ -60,6 +60,17 @@ def test_b5_overview_reuses_the_history():
     from apps.instances.models import Instance
 
     assert Instance.objects.filter(project=project).count() == common.HISTORY_INSTANCES["tiny"]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("workload", [b2_dispatch, b3_chain], ids=["B2", "B3"])
+def test_dispatch_and_chain_run_on_real_clusters(workload, users):
+    from django_q.models import Schedule
+
+    # Only the workload's own work on its clusters: no minute-long dispatcher loop.
+    Schedule.objects.all().delete()
+    rows = workload.run("tiny")
+    _check(rows, "B2" if workload is b2_dispatch else "B3")
 
 
 def test_table_prints_one_line_per_row_and_marks_misses():
