@@ -16,7 +16,6 @@ Transactions per start: the bench database's xact_commit delta (pg_stat_database
 from another database after every connection closed) divided by the starts.
 """
 
-import argparse
 import datetime
 import os
 import signal
@@ -358,15 +357,3 @@ def run(scale: str) -> list[dict]:
             )
         )
     return rows
-
-
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(prog="python -m bench.b2_dispatch")
-    parser.add_argument("--scale", default="small", choices=common.SCALES)
-    args = parser.parse_args()
-    import django
-
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "opscenter.settings")
-    django.setup()
-    for row in run(args.scale):
-        print(row)

@@ -6,7 +6,6 @@ The finishing worker runs a ready child of its own resource group itself, so mos
 never pass through the broker; every INLINE_CHAIN_LIMIT hops one does (and waits for the
 broker's poll)."""
 
-import argparse
 import os
 import statistics
 import time
@@ -99,15 +98,3 @@ def run(scale: str) -> list[dict]:
             note=note,
         ),
     ]
-
-
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(prog="python -m bench.b3_chain")
-    parser.add_argument("--scale", default="small", choices=common.SCALES)
-    args = parser.parse_args()
-    import django
-
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "opscenter.settings")
-    django.setup()
-    for row in run(args.scale):
-        print(row)

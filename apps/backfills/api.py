@@ -159,17 +159,18 @@ def _detail(backfill: Backfill) -> Backfill:
     summary="Start a backfill, or answer its plan (dry_run)",
 )
 def backfill_start(request, payload: BackfillIn):
+    # What a plan and a run are both made of.
+    shape = dict(
+        nodes=payload.nodes,
+        downstream=payload.downstream,
+        start=payload.start,
+        end=payload.end,
+        order=payload.order,
+        parallelism=payload.parallelism,
+        descending=payload.descending,
+    )
     if payload.dry_run:
-        plan = services.backfill_plan(
-            nodes=payload.nodes,
-            downstream=payload.downstream,
-            start=payload.start,
-            end=payload.end,
-            order=payload.order,
-            parallelism=payload.parallelism,
-            descending=payload.descending,
-            by=request.user,
-        )
+        plan = services.backfill_plan(**shape, by=request.user)
         return Status(
             200,
             {
@@ -188,15 +189,9 @@ def backfill_start(request, payload: BackfillIn):
             },
         )
     backfill = services.backfill_create(
+        **shape,
         by=request.user,
         source=Source.API,
-        nodes=payload.nodes,
-        downstream=payload.downstream,
-        start=payload.start,
-        end=payload.end,
-        order=payload.order,
-        parallelism=payload.parallelism,
-        descending=payload.descending,
         ignore_schedule_time=payload.ignore_schedule_time,
     )
     return Status(201, _detail(backfill_get(user=request.user, backfill_id=backfill.pk)))
