@@ -78,7 +78,7 @@ def table(rows: list[dict], header: str) -> str:
             _fmt(row["baseline"], row["unit"]),
             "—" if row["ratio"] is None else f"{row['ratio']:.2f}×",
             row["goal"],
-            "yes" if row["met"] else "**no**",
+            "—" if row["met"] is None else "yes" if row["met"] else "**no**",
             f"{row['peak_mb']:,.0f}" if row.get("peak_mb") is not None else "—",
         ]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")

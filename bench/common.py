@@ -62,7 +62,7 @@ def result(
     baseline: float | None,
     unit: str,
     goal: str,
-    met: bool,
+    met: bool | None,
     note: str = "",
     ratio: float | None = None,
     peak_mb: float | None = None,
@@ -78,7 +78,7 @@ def result(
         "unit": unit,
         "ratio": None if ratio is None else round(ratio, 2),
         "goal": goal,
-        "met": bool(met),
+        "met": None if met is None else bool(met),
         "peak_mb": peak_mb,
         "note": note,
     }

@@ -189,6 +189,9 @@ OPSCENTER_HEARTBEAT_SECONDS = envfloat("OPSCENTER_HEARTBEAT_SECONDS", 5)
 OPSCENTER_HEARTBEAT_TIMEOUT = envfloat("OPSCENTER_HEARTBEAT_TIMEOUT", 60)
 # How often the dispatcher loop looks for instances whose time has come.
 OPSCENTER_TICK_SECONDS = envfloat("OPSCENTER_TICK_SECONDS", 2)
+# Virtual instances (which run nothing) go to workers in batches of up to this many, one
+# django-q2 task and one transaction per batch; 1 sends each alone.
+OPSCENTER_VIRTUAL_BATCH = envint("OPSCENTER_VIRTUAL_BATCH", 50)
 # Seconds a stopped process gets between SIGTERM and SIGKILL.
 OPSCENTER_KILL_GRACE_SECONDS = envfloat("OPSCENTER_KILL_GRACE_SECONDS", 5)
 # Key that encrypts datasource passwords at rest (defaults to one derived from SECRET_KEY).

@@ -80,10 +80,11 @@ class Instance(models.Model):
             ),
             models.Index(fields=["node", "scheduled_at", "id"], name="instance_node_sched_idx"),
             # The dispatcher's candidates: small, because few instances are pending.
+            # The dispatcher's claim: a group's pending instances in start order.
             models.Index(
-                fields=["priority", "scheduled_at"],
+                fields=["resource_group", "-priority", "scheduled_at", "id"],
                 condition=Q(state="pending"),
-                name="instance_pending_idx",
+                name="instance_pending_group_idx",
             ),
             models.Index(
                 fields=["resource_group"],

@@ -200,7 +200,10 @@ def _require_downstream_roles(by, ids: list[int]) -> None:
     pairs = set()
     for chunk in _chunks(ids):
         pairs |= set(
-            Instance.objects.filter(pk__in=chunk).values_list("project_id", "env").distinct()
+            Instance.objects.filter(pk__in=chunk)
+            .order_by()
+            .values_list("project_id", "env")
+            .distinct()
         )
     projects = {p.pk: p for p in Project.objects.filter(pk__in={p for p, _ in pairs})}
     denied = sorted(

@@ -13,6 +13,7 @@ task, a stop racing a finish, or a reaper racing a slow worker harmless.
 import datetime
 import os
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from django.db import transaction
@@ -67,6 +68,63 @@ def attempt_start(*, instance_id: int, now: datetime.datetime) -> Attempt | None
             heartbeat_at=now,
             worker=worker_name(),
         )
+
+
+def virtual_attempts_run(
+    *, ids: list[int], now: datetime.datetime, log_text: Callable[[dict, int], str]
+) -> list[dict]:
+    """queued -> succeeded for virtual instances, each with an attempt that starts and ends
+    at `now` and a log of `log_text(row, attempt_number)`, in one transaction (a virtual
+    node runs nothing, so no one could see it running). Returns a row per instance that
+    was still queued (with id, backfill_id and resource_group__name); the others were
+    taken or stopped meanwhile and are left alone."""
+    with transaction.atomic():
+        rows = list(
+            Instance.objects.select_for_update(of=("self",))
+            .filter(pk__in=ids, state=InstanceState.QUEUED)
+            .order_by("id")
+            .values(
+                "id",
+                "attempt_count",
+                "biz_date",
+                "backfill_id",
+                "project__code",
+                "node__name",
+                "version__number",
+                "resource_group__name",
+            )
+        )
+        if not rows:
+            return []
+        Instance.objects.filter(pk__in=[row["id"] for row in rows]).update(
+            state=InstanceState.SUCCEEDED,
+            attempt_count=F("attempt_count") + 1,
+            next_attempt_at=None,
+            wait_reason="",
+            run_now=False,
+            started_at=Coalesce("started_at", Value(now)),
+            finished_at=now,
+        )
+        worker = worker_name()
+        texts = [log_text(row, row["attempt_count"] + 1) for row in rows]
+        attempts = Attempt.objects.bulk_create(
+            Attempt(
+                instance_id=row["id"],
+                number=row["attempt_count"] + 1,
+                state=AttemptState.SUCCEEDED,
+                started_at=now,
+                finished_at=now,
+                heartbeat_at=now,
+                worker=worker,
+                log_size=len(text),
+            )
+            for row, text in zip(rows, texts, strict=True)
+        )
+        AttemptLogChunk.objects.bulk_create(
+            AttemptLogChunk(attempt_id=attempt.pk, offset=0, text=text)
+            for attempt, text in zip(attempts, texts, strict=True)
+        )
+        return rows
 
 
 @dataclass

@@ -24,6 +24,11 @@ def run_instance(instance_id: int) -> str | None:
     return worker.run_attempt(instance_id)
 
 
+def run_instances(instance_ids: list[int]) -> None:
+    """A batch of queued virtual instances (see dispatcher.handoff_batches)."""
+    worker.run_instances(instance_ids)
+
+
 def dispatcher_loop(seconds: float = 55.0) -> dict:
     """The "dispatcher" schedule starts this every minute: it passes over the instances
     every OPSCENTER_TICK_SECONDS for about a minute, so instances whose time (scheduled or

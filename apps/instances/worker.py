@@ -5,7 +5,8 @@ request from the instance's node version (never the live node), runs it through 
 executors, streams the log into the database while it runs, heartbeats, and notices
 when an operator stops the instance. When it finishes, the instance's ready children
 are dispatched at once rather than at the next periodic pass, and one of its own
-resource group is run by the same worker straight away (see run_attempt).
+resource group is run by the same worker straight away (see run_attempt). Virtual
+instances, which run nothing, are run in batches in one transaction (run_instances).
 """
 
 import logging
@@ -26,6 +27,7 @@ from apps.projects.models import Datasource, Variable
 from . import dispatcher, states
 from .choices import AttemptState, InstanceState
 from .executors import RunRequest, execute
+from .executors.process import note
 from .models import Attempt, AttemptLogChunk, Instance, InstanceDependency
 from .params import ParamContext, UnknownParameter, render, render_value
 
@@ -231,25 +233,102 @@ def _run_one(
         now=clock.now(),
         log_tail=log.take(),
     )
+    inline_id = _after_finish(
+        succeeded=new_state in (InstanceState.SUCCEEDED, InstanceState.SKIPPED),
+        children=children,
+        group_names={instance.resource_group.name},
+        backfill_ids={instance.backfill_id} - {None},
+        enqueue=enqueue,
+        inline=inline,
+    )
+    return new_state, inline_id
+
+
+def _after_finish(
+    *,
+    succeeded: bool,
+    children: list[int],
+    group_names: set[str],
+    backfill_ids: set[int],
+    enqueue: dispatcher.Enqueue,
+    inline: bool,
+) -> int | None:
+    """Start what finished instances unblocked: their ready children, and the dates that
+    entered their backfills' windows. Answers one claimed child of the finished instances'
+    group for this worker to run inline (when `inline`), handing the rest to the queue."""
     inline_id: int | None = None
 
     def hand_off(group_name: str, ids: list[int]) -> None:
         nonlocal inline_id
-        if inline and inline_id is None and group_name == instance.resource_group.name:
+        if inline and inline_id is None and group_name in group_names:
             inline_id, ids = ids[0], ids[1:]
         if ids:
             enqueue(group_name, ids)
 
-    if new_state in (InstanceState.SUCCEEDED, InstanceState.SKIPPED) and children:
+    if succeeded and children:
         dispatcher.tick(only_ids=children, enqueue=hand_off)
-    if instance.backfill_id is not None:
+    for backfill_id in sorted(backfill_ids):
         # A finished date moves the backfill's window: start the dates that entered it.
         from apps.backfills.services import backfill_refresh
 
-        dispatcher.tick(
-            only_ids=backfill_refresh(backfill_id=instance.backfill_id), enqueue=enqueue
-        )
-    return new_state, inline_id
+        dispatcher.tick(only_ids=backfill_refresh(backfill_id=backfill_id), enqueue=enqueue)
+    return inline_id
+
+
+def run_instances(
+    instance_ids: list[int],
+    *,
+    enqueue: dispatcher.Enqueue | None = None,
+    on_inline: Callable[[int], None] | None = None,
+) -> None:
+    """Run one hand-off of the dispatcher (see dispatcher.handoff_batches): a batch of
+    virtual instances together, any other instance alone (run_attempt)."""
+    enqueue = enqueue or dispatcher.enqueue_on_cluster
+    ids = list(instance_ids)
+    virtual = sorted(dispatcher.runs_nothing(ids)) if len(ids) > 1 else []
+    for instance_id in ids:
+        if instance_id not in virtual:
+            run_attempt(instance_id, enqueue=enqueue, on_inline=on_inline)
+    if not virtual:
+        return
+    inline_id = _run_virtual_batch(virtual, enqueue=enqueue)
+    if inline_id is not None:
+        if on_inline:
+            on_inline(inline_id)
+        run_attempt(inline_id, enqueue=enqueue, on_inline=on_inline)
+
+
+def _virtual_log(row: dict, number: int) -> str:
+    stamp = clock.now().strftime("%Y-%m-%d %H:%M:%S")
+    return (
+        f"[{stamp}] attempt {number} of {row['project__code']}.{row['node__name']} "
+        f"v{row['version__number']} (virtual), biz date {row['biz_date']}, "
+        f"on {states.worker_name()}\n"
+        f"{note('virtual node: nothing to run')}"
+        f"[{stamp}] attempt {number} succeeded\n"
+    )
+
+
+def _run_virtual_batch(ids: list[int], *, enqueue: dispatcher.Enqueue) -> int | None:
+    """Virtual instances succeed together (one transaction); then what they unblocked
+    starts. Answers a claimed child to run inline, as _run_one does."""
+    done = states.virtual_attempts_run(ids=ids, now=clock.now(), log_text=_virtual_log)
+    if not done:
+        return None
+    children = list(
+        InstanceDependency.objects.filter(upstream_id__in=[row["id"] for row in done])
+        .order_by()
+        .values_list("downstream_id", flat=True)
+        .distinct()
+    )
+    return _after_finish(
+        succeeded=True,
+        children=children,
+        group_names={row["resource_group__name"] for row in done},
+        backfill_ids={row["backfill_id"] for row in done} - {None},
+        enqueue=enqueue,
+        inline=True,
+    )
 
 
 def _execute_virtual(log: AttemptLog) -> states.AttemptOutcome:
@@ -324,10 +403,10 @@ def drain(*, timeout: float, max_workers: int = 4, log=None) -> DrainResult:
     lock = threading.Lock()
     executed = 0
 
-    def run_in_thread(instance_id: int) -> None:
+    def run_in_thread(instance_ids: list[int]) -> None:
         close_old_connections()
         try:
-            run_attempt(instance_id, enqueue=enqueue, on_inline=count_inline)
+            run_instances(instance_ids, enqueue=enqueue, on_inline=count_inline)
         finally:
             connection.close()
 
@@ -338,10 +417,11 @@ def drain(*, timeout: float, max_workers: int = 4, log=None) -> DrainResult:
 
     def enqueue(group_name: str, instance_ids: list[int]) -> None:
         nonlocal executed
+        batches = dispatcher.handoff_batches(instance_ids)
         with lock:
-            for instance_id in instance_ids:
-                futures.add(pool.submit(run_in_thread, instance_id))
-                executed += 1
+            for batch in batches:
+                futures.add(pool.submit(run_in_thread, batch))
+                executed += len(batch)
 
     # Instances queued for a cluster that is not running are run here instead; if a
     # cluster picks the same task up later, it finds the instance taken and does nothing.

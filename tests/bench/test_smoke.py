@@ -15,7 +15,8 @@ def _check(rows: list[dict], workload_id: str) -> None:
         assert KEYS <= row.keys()
         assert row["id"] == workload_id
         assert row["value"] > 0
-        assert isinstance(row["met"], bool)
+        # None only for a figure shown for information, whose goal says "none".
+        assert isinstance(row["met"], bool) or row["goal"].startswith("none")
 
 
 @pytest.mark.django_db(transaction=True)
@@ -71,6 +72,15 @@ def test_dispatch_and_chain_run_on_real_clusters(workload, users):
     Schedule.objects.all().delete()
     rows = workload.run("tiny")
     _check(rows, "B2" if workload is b2_dispatch else "B3")
+    if workload is b2_dispatch:
+        from apps.instances.models import Attempt, Instance
+
+        figures = [row["figure"] for row in rows]
+        assert figures[:2] == ["starts per second", "starts per second, a task per instance"]
+        # Every instance of both runs (batched and one task each) ran exactly once.
+        runs = Instance.objects.filter(project__code__in=["b2", "b2one"])
+        assert runs.exclude(state="succeeded").count() == 0
+        assert Attempt.objects.filter(instance__in=runs).count() == runs.count() == 400
 
 
 def test_table_prints_one_line_per_row_and_marks_misses():
@@ -97,6 +107,16 @@ def test_table_prints_one_line_per_row_and_marks_misses():
             met=False,
             peak_mb=10.0,
         ),
+        common.result(
+            id="B9",
+            workload="w",
+            figure="h",
+            value=5.0,
+            baseline=1.0,
+            unit="s",
+            goal="none: for information",
+            met=None,
+        ),
     ]
     text = table(rows, "Machine: test")
     lines = text.splitlines()
@@ -104,3 +124,4 @@ def test_table_prints_one_line_per_row_and_marks_misses():
     assert lines[2].startswith("| id | workload | figure | opscenter | baseline | ratio")
     assert "| 2.00× | <= 3x | yes | 10 |" in lines[4]
     assert "| 4.00× | <= 3x | **no** | 10 |" in lines[5]
+    assert "| 5.00× | none: for information | — | — |" in lines[6]

@@ -3,6 +3,7 @@ import threading
 
 import pytest
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from apps.configuration.models import ResourceGroup
@@ -121,6 +122,22 @@ def test_priority_then_scheduled_time_and_group_limit(project, owner):
     assert dispatcher.tick(now=NOW, enqueue=collect()).queued == []
     Instance.objects.filter(pk=late_high.pk).update(state="succeeded")
     assert dispatcher.tick(now=NOW, enqueue=collect()).queued == [late_low.pk]
+
+
+def test_a_pass_claims_once_per_group_however_many_instances_wait(project, owner):
+    for group in ("g1", "g2"):
+        node = node_create(project, f"n-{group}", owner=owner, resource_group=group)
+        for minutes in range(1, 6):
+            instance_create(node, NOW - datetime.timedelta(minutes=minutes))
+
+    with CaptureQueriesContext(connection) as queries:
+        result = dispatcher.tick(now=NOW, enqueue=collect())
+
+    assert len(result.queued) == 10
+    group_reads = [
+        q for q in queries.captured_queries if 'FROM "configuration_resourcegroup"' in q["sql"]
+    ]
+    assert len(group_reads) == 2
 
 
 def test_cpu_capacity_limits_starts(project, owner):
