@@ -97,7 +97,9 @@ def keyset_page(
     if len(rows) > limit:
         rows = rows[:limit]
         last = rows[-1]
-        next_cursor = _encode(
-            getattr(last, order_field) if order_field != "id" else last.pk, last.pk
-        )
+        if isinstance(last, dict):  # values() rows, which include the order field
+            pk, value = last["id"], last[order_field]
+        else:
+            pk, value = last.pk, getattr(last, order_field)
+        next_cursor = _encode(value, pk)
     return Page(items=rows, next_cursor=next_cursor)

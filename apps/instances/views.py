@@ -58,8 +58,10 @@ from .selectors import (
     attempt_log,
     instance_filter,
     instance_get,
+    instance_rows_page,
     instances_visible_to,
 )
+from .tables import instance_rows_html
 
 # The list table re-renders itself this often while something in it is queued or running.
 LIST_POLL_SECONDS = 5
@@ -181,7 +183,7 @@ def instance_list(request):
     try:
         field, descending = _sort(request.GET.get("sort", ""))
         filters, queryset = _listed(request)
-        page = keyset_page(
+        page = instance_rows_page(
             queryset,
             cursor=request.GET.get("cursor") or None,
             limit=request.GET.get("limit"),
@@ -193,11 +195,15 @@ def instance_list(request):
         errors = exc.errors or [{"field": "", "message": exc.detail}]
         page = Page(items=[], next_cursor=None)
 
-    polling = any(instance.state in ACTIVE for instance in page.items)
+    polling = any(row.state in ACTIVE for row in page.items)
     partial = wants_partial(request)
     is_poll = partial and triggered_by(request, TABLE_ID)
+    may_batch = _may_operate_somewhere(request.user)
     context = {
         "page": page,
+        "rows_html": instance_rows_html(
+            page.items, may_batch=may_batch, show_project=request.project is None
+        ),
         "filters": filters,
         "errors": errors,
         "polling": polling,
@@ -210,7 +216,7 @@ def instance_list(request):
         "sort_links": _sort_links(request, field, descending),
         "export_url": reverse("instances:export") + _query(request, cursor=None, limit=None),
         "batch_actions": [ACTIONS[name] for name in BATCH_ACTIONS],
-        "may_batch": _may_operate_somewhere(request.user),
+        "may_batch": may_batch,
         "resource_groups": ResourceGroup.objects.values_list("name", flat=True),
         # A filter change also redraws the kind tabs (their links carry the filters).
         "swap_tabs": partial and not is_poll,

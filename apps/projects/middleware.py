@@ -12,8 +12,12 @@ class CurrentProjectMiddleware:
 
     def __call__(self, request):
         request.project = None
+        if request.path.startswith("/api/"):
+            # The API names projects in its parameters; reading the session (and the
+            # user behind it) here would cost a token-authenticated call two queries.
+            return self.get_response(request)
         user = getattr(request, "user", None)
-        if user is not None and user.is_authenticated and not request.path.startswith("/api/"):
+        if user is not None and user.is_authenticated:
             code = request.GET.get("project")
             if code is not None:
                 request.session[SESSION_KEY] = code

@@ -44,6 +44,10 @@ def test_b4_instance_list_pages_and_api():
     assert "API no filter, page 3 p95" in figures
     assert "page biz date + state + node, page 1 p95" in figures
     assert sum("vs page 1" in f for f in figures) == 4
+    assert [f for f in figures if "no rows" in f] == [
+        "API with no rows (its fixed cost) p95",
+        "page with no rows (its fixed cost) p95",
+    ]
     assert rows[0]["note"] == "2,000 instances"
 
 

@@ -1,6 +1,7 @@
 """Template helpers shared by every opscenter page: badges, durations, navigation."""
 
 import datetime
+import functools
 
 from django import template
 from django.urls import NoReverseMatch, reverse
@@ -38,6 +39,12 @@ def state_badge(value: str, kind: str = "state") -> str:
     `{{ instance.wait_reason|state_badge:"wait" }}`."""
     if not value:
         return ""
+    return _badge(str(value), kind)
+
+
+@functools.lru_cache(maxsize=1024)
+def _badge(value: str, kind: str) -> str:
+    # A badge depends on its value and kind alone: long tables reuse a handful of them.
     choices = import_string(BADGE_CHOICES[kind])
     try:
         member = choices(value)
