@@ -30,6 +30,9 @@ def main(argv: list[str] | None = None) -> None:
     module = importlib.import_module(WORKLOADS[args.workload])
     rows = module.run(args.scale)
     peak = common.peak_mb()
+    # A workload whose data would change what the next one measures takes it away.
+    if hasattr(module, "cleanup"):
+        module.cleanup()
     for row in rows:
         if row.get("peak_mb") is None:
             row["peak_mb"] = peak

@@ -80,7 +80,7 @@ def _generate_run(command, options: dict) -> None:
 
 
 def _tick_run(command, options: dict) -> None:
-    result = dispatcher.tick()
+    result = dispatcher.tick(sweep=True)
     command.stdout.write(
         f"queued {result.started} instance(s), skipped {result.skipped} dry run(s), "
         f"reaped {result.reaped} lost attempt(s)"

@@ -22,8 +22,9 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Exists, F, OuterRef, Q, QuerySet
+from django.db.models import Exists, F, OuterRef, Q, QuerySet, Value
 from django.db.models.functions import Coalesce
+from django.db.models.lookups import LessThanOrEqual
 
 from apps.configuration.models import ResourceGroup
 from apps.core import clock
@@ -100,12 +101,14 @@ def frozen_q() -> Q:
     return Q(paused=True) | Q(node__paused=True)
 
 
+def due_at() -> Coalesce:
+    """When a pending instance may start: its next attempt's time, else its scheduled time
+    (instance_pending_due_idx indexes exactly this expression)."""
+    return Coalesce("next_attempt_at", "scheduled_at")
+
+
 def due_q(now: datetime.datetime) -> Q:
-    return (
-        Q(next_attempt_at__isnull=True, scheduled_at__lte=now)
-        | Q(next_attempt_at__lte=now)
-        | Q(run_now=True)
-    )
+    return Q(LessThanOrEqual(due_at(), Value(now))) | Q(run_now=True)
 
 
 def in_backfill_window_q() -> Q:
@@ -150,9 +153,17 @@ def tick(
     now: datetime.datetime | None = None,
     only_ids: Iterable[int] | None = None,
     enqueue: Enqueue | None = None,
+    sweep: bool = False,
 ) -> TickResult:
     """One dispatcher pass. `only_ids` limits it to those instances (used when an instance
-    finishes, to start its ready children at once)."""
+    finishes, to start its ready children at once).
+
+    A pass over everything looks only at the pending instances whose time has come (read
+    first through instance_pending_due_idx): a large installation holds a whole day of
+    pending instances (1.5M for 100k nodes), and whether each waits for upstream cannot
+    be asked of all of them every few seconds. The wait reasons of the others are kept
+    by a rolling sweep, SWEEP_CHUNK of them per pass; `sweep` refreshes them all at once
+    (`opscenter tick`, drain)."""
     now = now or clock.now()
     enqueue = enqueue or enqueue_on_cluster
     result = TickResult()
@@ -168,6 +179,20 @@ def tick(
         from apps.backfills.services import backfills_refresh_running
 
         backfills_refresh_running()
+        if not sweep:
+            pending = Instance.objects.filter(state=InstanceState.PENDING)
+            # Two plain reads, each along its own index (an OR of the two, or a LIMIT
+            # over it, sends the planner through every pending row instead).
+            due_ids = list(
+                pending.filter(LessThanOrEqual(due_at(), Value(now)))
+                .order_by(due_at())
+                .values_list("id", flat=True)[: HOT_MAX + 1]
+            )
+            due_ids += pending.filter(run_now=True).values_list("id", flat=True)[: HOT_MAX + 1]
+            # A bigger backlog than that is worked on as a whole: the pass then costs
+            # in proportion to the work waiting anyway.
+            if len(due_ids) <= HOT_MAX:
+                scope = scope.filter(pk__in=due_ids)
 
     result.skipped = _skip_ready_dry_runs(scope=scope, now=now)
 
@@ -178,7 +203,33 @@ def tick(
         result.queued.extend(_claim_in_group(group_id=group_id, due=due, now=now, enqueue=enqueue))
 
     wait_reasons_refresh(scope=scope, now=now)
+    if only_ids is None and not sweep:
+        _sweep_step(now=now)
     return result
+
+
+# Pending instances whose time has come, at most, that a pass looks at one by one.
+HOT_MAX = 10_000
+# Pending instances whose wait reason the rolling sweep refreshes per pass.
+SWEEP_CHUNK = 20_000
+# Where this process's rolling sweep goes on: the last pending id it covered.
+_sweep_after = 0
+
+
+def _sweep_step(*, now: datetime.datetime) -> None:
+    """Refresh the wait reasons of the next SWEEP_CHUNK pending instances in id order,
+    starting again from the first after the last: every pending instance is explained
+    within (pending / SWEEP_CHUNK) passes, new ones included."""
+    global _sweep_after
+    pending = Instance.objects.filter(state=InstanceState.PENDING, pk__gt=_sweep_after)
+    bound = pending.order_by("pk").values_list("pk", flat=True)[SWEEP_CHUNK - 1 : SWEEP_CHUNK]
+    upper = next(iter(bound), None)
+    if upper is None:
+        wait_reasons_refresh(scope=pending, now=now)
+        _sweep_after = 0
+    else:
+        wait_reasons_refresh(scope=pending.filter(pk__lte=upper), now=now)
+        _sweep_after = upper
 
 
 def _skip_ready_dry_runs(*, scope: QuerySet[Instance], now: datetime.datetime) -> int:

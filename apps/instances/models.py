@@ -1,6 +1,7 @@
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.db.models.functions import Coalesce
 
 from apps.nodes.choices import Env
 
@@ -80,6 +81,21 @@ class Instance(models.Model):
             ),
             models.Index(fields=["node", "scheduled_at", "id"], name="instance_node_sched_idx"),
             # The dispatcher's candidates: small, because few instances are pending.
+            # The dispatcher's pass: pending instances whose time has come (due_at()),
+            # those to run at once, and the rolling wait-reason sweep over the rest.
+            models.Index(
+                Coalesce("next_attempt_at", "scheduled_at"),
+                condition=Q(state="pending"),
+                name="instance_pending_due_idx",
+            ),
+            models.Index(
+                fields=["id"],
+                condition=Q(state="pending", run_now=True),
+                name="instance_pending_run_now_idx",
+            ),
+            models.Index(
+                fields=["id"], condition=Q(state="pending"), name="instance_pending_id_idx"
+            ),
             # The dispatcher's claim: a group's pending instances in start order.
             models.Index(
                 fields=["resource_group", "-priority", "scheduled_at", "id"],

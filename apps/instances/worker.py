@@ -430,7 +430,7 @@ def drain(*, timeout: float, max_workers: int = 4, log=None) -> DrainResult:
     )
     try:
         while True:
-            dispatcher.tick(enqueue=enqueue)
+            dispatcher.tick(enqueue=enqueue, sweep=True)
             with lock:
                 running = {f for f in futures if not f.done()}
                 for done in futures - running:

@@ -298,3 +298,48 @@ def test_run_now_ignores_upstream_and_time_but_not_pause_or_resources(project, o
     Instance.objects.filter(pk=paused.pk).update(paused=False)
     assert dispatcher.tick(now=NOW, enqueue=collect()).queued == []
     assert Instance.objects.get(pk=paused.pk).wait_reason == "waiting_resources"
+
+
+def test_a_pass_explains_what_is_due_and_sweeps_the_rest_a_chunk_at_a_time(
+    project, owner, monkeypatch
+):
+    monkeypatch.setattr(dispatcher, "SWEEP_CHUNK", 2)
+    monkeypatch.setattr(dispatcher, "_sweep_after", 0)
+    node = node_create(project, "a", owner=owner)
+    due = instance_create(node, NOW - datetime.timedelta(hours=1))
+    later = [instance_create(node, NOW + datetime.timedelta(hours=h)) for h in (1, 2, 3, 4, 5)]
+    Instance.objects.update(wait_reason="")
+
+    def explained():
+        return sorted(i.pk for i in later if Instance.objects.get(pk=i.pk).wait_reason)
+
+    result = dispatcher.tick(now=NOW, enqueue=collect())
+    # The due instance started; of the others, the sweep's first chunk got its reason.
+    assert result.queued == [due.pk]
+    assert len(explained()) == 2
+    dispatcher.tick(now=NOW, enqueue=collect())
+    assert len(explained()) == 4
+    dispatcher.tick(now=NOW, enqueue=collect())
+    assert explained() == sorted(i.pk for i in later)
+    assert {Instance.objects.get(pk=i.pk).wait_reason for i in later} == {"waiting_time"}
+    # Round again from the start.
+    assert dispatcher._sweep_after == 0
+
+
+def test_a_sweeping_pass_explains_every_pending_instance(project, owner, monkeypatch):
+    monkeypatch.setattr(dispatcher, "SWEEP_CHUNK", 1)
+    node = node_create(project, "a", owner=owner)
+    later = [instance_create(node, NOW + datetime.timedelta(hours=h)) for h in (1, 2, 3)]
+    Instance.objects.update(wait_reason="")
+    dispatcher.tick(now=NOW, enqueue=collect(), sweep=True)
+    assert set(
+        Instance.objects.filter(pk__in=[i.pk for i in later]).values_list("wait_reason", flat=True)
+    ) == {"waiting_time"}
+
+
+def test_a_backlog_beyond_the_hot_limit_is_still_worked_on_whole(project, owner, monkeypatch):
+    monkeypatch.setattr(dispatcher, "HOT_MAX", 1)
+    node = node_create(project, "a", owner=owner)
+    ids = [instance_create(node, NOW - datetime.timedelta(minutes=m)).pk for m in (3, 2, 1)]
+    run_now = instance_create(node, NOW + datetime.timedelta(days=1), run_now=True)
+    assert sorted(dispatcher.tick(now=NOW, enqueue=collect()).queued) == sorted([*ids, run_now.pk])
