@@ -56,6 +56,19 @@ def test_list_htmx_request_renders_only_the_table(olga, users, project):
     assert "HX-Request" in response["Vary"]
 
 
+def test_only_the_full_page_reads_the_project_switcher(olga, users, project):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    switcher = '"projects_project"."name" FROM "projects_project"'
+    with CaptureQueriesContext(connection) as full:
+        olga.get("/instances/")
+    with CaptureQueriesContext(connection) as partial:
+        olga.get("/instances/", **POLL_TABLE)
+    assert any(switcher in q["sql"] for q in full.captured_queries)
+    assert not any(switcher in q["sql"] for q in partial.captured_queries)
+
+
 def test_list_pending_shows_wait_reason(olga, users, project):
     node = node_create(project, "load_orders", owner=users["alice"])
     instance_create(node, T0, state="pending", wait_reason="waiting_upstream")
