@@ -1,4 +1,5 @@
-"""Test helpers that build rows directly, without going through publish validation."""
+"""Test helpers that build rows directly, without going through publish validation, and
+an enqueue that records what the dispatcher hands over."""
 
 import copy
 import datetime
@@ -94,3 +95,13 @@ def instance_create(node: Node, scheduled_at: datetime.datetime, *, upstream=(),
         [InstanceDependency(downstream=instance, upstream=u) for u in upstream]
     )
     return instance
+
+
+class Enqueued:
+    """An enqueue that records what was handed to a queue instead of running it."""
+
+    def __init__(self):
+        self.handed: list[tuple[str, list[int]]] = []
+
+    def __call__(self, group: str, ids: list[int]) -> None:
+        self.handed.append((group, list(ids)))

@@ -42,6 +42,18 @@ def dry_runs_skip(*, ids: list[int], now: datetime.datetime) -> int:
     )
 
 
+def _attempt_started(now: datetime.datetime) -> dict:
+    """What starting an attempt changes on its instance, besides the state."""
+    return {
+        "attempt_count": F("attempt_count") + 1,
+        "next_attempt_at": None,
+        "wait_reason": "",
+        "run_now": False,
+        # started_at marks the start of this run (first attempt); retries keep it.
+        "started_at": Coalesce("started_at", Value(now)),
+    }
+
+
 def attempt_start(*, instance_id: int, now: datetime.datetime) -> Attempt | None:
     """queued -> running, with a new attempt. None when someone else got there first
     (the task was delivered twice) or the instance was stopped while queued. Inside a
@@ -49,13 +61,7 @@ def attempt_start(*, instance_id: int, now: datetime.datetime) -> Attempt | None
     run the attempt in the same transaction."""
     with transaction.atomic(savepoint=False):
         changed = Instance.objects.filter(pk=instance_id, state=InstanceState.QUEUED).update(
-            state=InstanceState.RUNNING,
-            attempt_count=F("attempt_count") + 1,
-            next_attempt_at=None,
-            wait_reason="",
-            run_now=False,
-            # started_at marks the start of this run (first attempt); retries keep it.
-            started_at=Coalesce("started_at", Value(now)),
+            state=InstanceState.RUNNING, **_attempt_started(now)
         )
         if not changed:
             return None
@@ -97,13 +103,7 @@ def virtual_attempts_run(
         if not rows:
             return []
         Instance.objects.filter(pk__in=[row["id"] for row in rows]).update(
-            state=InstanceState.SUCCEEDED,
-            attempt_count=F("attempt_count") + 1,
-            next_attempt_at=None,
-            wait_reason="",
-            run_now=False,
-            started_at=Coalesce("started_at", Value(now)),
-            finished_at=now,
+            state=InstanceState.SUCCEEDED, finished_at=now, **_attempt_started(now)
         )
         worker = worker_name()
         texts = [log_text(row, row["attempt_count"] + 1) for row in rows]

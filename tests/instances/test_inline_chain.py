@@ -8,21 +8,11 @@ import pytest
 from apps.configuration.models import ResourceGroup
 from apps.instances import states, worker
 from apps.instances.models import Attempt, Instance
-from tests.factories import instance_create, node_create
+from tests.factories import Enqueued, instance_create, node_create
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 SCHEDULED = datetime.datetime(2026, 11, 20, 2, 0, tzinfo=datetime.UTC)
-
-
-class Enqueued:
-    """An enqueue that records what was handed to a queue instead of run inline."""
-
-    def __init__(self):
-        self.handed: list[tuple[str, list[int]]] = []
-
-    def __call__(self, group: str, ids: list[int]) -> None:
-        self.handed.append((group, list(ids)))
 
 
 def queued(instance):

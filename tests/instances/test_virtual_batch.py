@@ -10,20 +10,12 @@ from django.test.utils import CaptureQueriesContext
 
 from apps.instances import dispatcher, worker
 from apps.instances.models import Attempt, AttemptLogChunk, Instance
-from tests.factories import instance_create, node_create
+from tests.factories import Enqueued, instance_create, node_create
 
 # Claims hand over on commit, as in production.
 pytestmark = pytest.mark.django_db(transaction=True)
 
 SCHEDULED = datetime.datetime(2026, 11, 20, 2, 0, tzinfo=datetime.UTC)
-
-
-class Enqueued:
-    def __init__(self):
-        self.handed: list[tuple[str, list[int]]] = []
-
-    def __call__(self, group: str, ids: list[int]) -> None:
-        self.handed.append((group, list(ids)))
 
 
 @pytest.fixture
