@@ -82,12 +82,12 @@ def virtual_attempts_run(
     """queued -> succeeded for virtual instances, each with an attempt that starts and ends
     at `now` and a log of `log_text(row, attempt_number)`, in one transaction (a virtual
     node runs nothing, so no one could see it running). Returns a row per instance that
-    was still queued (with id, backfill_id and resource_group__name); the others were
-    taken or stopped meanwhile and are left alone."""
+    was still queued (with id, backfill_id and resource_group__name); the others (taken
+    or stopped meanwhile, or of a node version that is not virtual) are left alone."""
     with transaction.atomic():
         rows = list(
             Instance.objects.select_for_update(of=("self",))
-            .filter(pk__in=ids, state=InstanceState.QUEUED)
+            .filter(pk__in=ids, state=InstanceState.QUEUED, version__spec__type="virtual")
             .order_by("id")
             .values(
                 "id",

@@ -285,13 +285,15 @@ def run_instances(
     virtual instances together, any other instance alone (run_attempt)."""
     enqueue = enqueue or dispatcher.enqueue_on_cluster
     ids = list(instance_ids)
-    virtual = sorted(dispatcher.runs_nothing(ids)) if len(ids) > 1 else []
+    done: set[int] = set()
+    inline_id = None
+    if len(ids) > 1:
+        done, inline_id = _run_virtual_batch(ids, enqueue=enqueue)
+    # What the batch did not take runs alone: another type, or one taken or stopped
+    # meanwhile (which run_attempt then leaves alone too).
     for instance_id in ids:
-        if instance_id not in virtual:
+        if instance_id not in done:
             run_attempt(instance_id, enqueue=enqueue, on_inline=on_inline)
-    if not virtual:
-        return
-    inline_id = _run_virtual_batch(virtual, enqueue=enqueue)
     if inline_id is not None:
         if on_inline:
             on_inline(inline_id)
@@ -309,19 +311,22 @@ def _virtual_log(row: dict, number: int) -> str:
     )
 
 
-def _run_virtual_batch(ids: list[int], *, enqueue: dispatcher.Enqueue) -> int | None:
-    """Virtual instances succeed together (one transaction); then what they unblocked
-    starts. Answers a claimed child to run inline, as _run_one does."""
+def _run_virtual_batch(
+    ids: list[int], *, enqueue: dispatcher.Enqueue
+) -> tuple[set[int], int | None]:
+    """The virtual ones of `ids` succeed together (one transaction); then what they
+    unblocked starts. Answers the ids done and a claimed child to run inline, as
+    _run_one does."""
     done = states.virtual_attempts_run(ids=ids, now=clock.now(), log_text=_virtual_log)
     if not done:
-        return None
+        return set(), None
     children = list(
         InstanceDependency.objects.filter(upstream_id__in=[row["id"] for row in done])
         .order_by()
         .values_list("downstream_id", flat=True)
         .distinct()
     )
-    return _after_finish(
+    inline_id = _after_finish(
         succeeded=True,
         children=children,
         group_names={row["resource_group__name"] for row in done},
@@ -329,6 +334,7 @@ def _run_virtual_batch(ids: list[int], *, enqueue: dispatcher.Enqueue) -> int | 
         enqueue=enqueue,
         inline=True,
     )
+    return {row["id"] for row in done}, inline_id
 
 
 def _execute_virtual(log: AttemptLog) -> states.AttemptOutcome:

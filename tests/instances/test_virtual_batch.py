@@ -129,3 +129,20 @@ def test_a_batch_starts_what_it_unblocked_one_inline_and_the_rest_queued(project
     assert Instance.objects.get(pk=i_child.pk).state == "succeeded"
     assert enqueued.handed == [("other", [i_elsewhere.pk])]
     assert Instance.objects.get(pk=i_elsewhere.pk).state == "queued"
+
+
+def test_a_mixed_hand_off_runs_the_virtual_ones_together_and_the_others_for_real(project, owner):
+    virtual = node_create(project, "v", owner=owner)
+    shell = node_create(project, "sh", owner=owner, type="shell", content="echo from-shell")
+    v = queued_instances(virtual, 2)
+    s = instance_create(shell, SCHEDULED, state="queued").pk
+
+    worker.run_instances([*v, s], enqueue=Enqueued())
+
+    states = dict(Instance.objects.filter(pk__in=[*v, s]).values_list("id", "state"))
+    assert states == {v[0]: "succeeded", v[1]: "succeeded", s: "succeeded"}
+    shell_log = "".join(
+        AttemptLogChunk.objects.filter(attempt__instance_id=s).values_list("text", flat=True)
+    )
+    # The shell instance ran as a process, not as a virtual one.
+    assert "from-shell" in shell_log and "nothing to run" not in shell_log
