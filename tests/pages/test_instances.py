@@ -147,6 +147,8 @@ def test_list_keyset_pagination_carries_cursor_and_filters(olga, users, project)
     next_url = re.search(r'<a class="btn" href="([^"]+)"[^>]*>Next page', html).group(1)
     next_url = next_url.replace("&amp;", "&")
     assert "node=hourly" in next_url and "limit=2" in next_url and "cursor=" in next_url
+    # The link swaps the table in place.
+    assert re.search(r'hx-target="#instance-table"[^>]*>Next page', html)
 
     response = olga.get(f"/instances/{next_url}", **HTMX)
     html = response.content.decode()

@@ -113,6 +113,9 @@ def test_list_keyset_pages(as_user, nodes):
     second = client.get(f"/nodes/?limit=3&cursor={cursor}").content.decode()
     assert rows(second) == ["report"]
     assert "Next page" not in second and "First page" in second
+    # The links swap the table in place.
+    assert re.search(r'hx-target="#node-table"[^>]*>Next page', first)
+    assert re.search(r'hx-target="#node-table"[^>]*>« First page', second)
 
 
 def test_list_is_scoped_to_visible_and_chosen_projects(as_user, nodes, users):
