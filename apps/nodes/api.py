@@ -352,6 +352,12 @@ def node_run(request, node_id: int, payload: NodeRunIn | None = None):
 # --- realtime nodes (apps.realtime) ------------------------------------------------------
 
 
+def _realtime_operated(request, node_id: int, operation) -> dict:
+    node = node_get(user=request.auth, node_id=node_id)
+    operation(node=node, by=request.auth, source="api")
+    return realtime_out(realtime_services.realtime_settings_get(node))
+
+
 @router.get("/{int:node_id}/realtime", response=RealtimeOut, summary="A realtime node's process")
 def node_realtime(request, node_id: int):
     node = node_get(user=request.auth, node_id=node_id)
@@ -364,9 +370,7 @@ def node_realtime(request, node_id: int):
     summary="Start a stopped or failed realtime node (a supervisor runs its process)",
 )
 def node_realtime_start(request, node_id: int):
-    node = node_get(user=request.auth, node_id=node_id)
-    realtime_services.realtime_start(node=node, by=request.auth, source="api")
-    return realtime_out(realtime_services.realtime_settings_get(node))
+    return _realtime_operated(request, node_id, realtime_services.realtime_start)
 
 
 @router.post(
@@ -375,9 +379,7 @@ def node_realtime_start(request, node_id: int):
     summary="Stop a realtime node: SIGTERM, then SIGKILL after the grace period",
 )
 def node_realtime_stop(request, node_id: int):
-    node = node_get(user=request.auth, node_id=node_id)
-    realtime_services.realtime_stop(node=node, by=request.auth, source="api")
-    return realtime_out(realtime_services.realtime_settings_get(node))
+    return _realtime_operated(request, node_id, realtime_services.realtime_stop)
 
 
 @router.post(
