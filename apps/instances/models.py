@@ -1,3 +1,5 @@
+import datetime
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
@@ -6,6 +8,15 @@ from django.db.models.functions import Coalesce
 from apps.nodes.choices import Env
 
 from .choices import AttemptState, InstanceKind, InstanceState, WaitReason
+
+
+def duration_seconds(
+    started_at: datetime.datetime | None, finished_at: datetime.datetime | None
+) -> float | None:
+    """How long a run took, once it has finished (None before)."""
+    if started_at and finished_at:
+        return round((finished_at - started_at).total_seconds(), 3)
+    return None
 
 
 class Instance(models.Model):
@@ -115,9 +126,7 @@ class Instance(models.Model):
 
     @property
     def duration_seconds(self) -> float | None:
-        if self.started_at and self.finished_at:
-            return round((self.finished_at - self.started_at).total_seconds(), 3)
-        return None
+        return duration_seconds(self.started_at, self.finished_at)
 
     @property
     def is_finished(self) -> bool:
@@ -192,9 +201,7 @@ class Attempt(models.Model):
 
     @property
     def duration_seconds(self) -> float | None:
-        if self.finished_at:
-            return round((self.finished_at - self.started_at).total_seconds(), 3)
-        return None
+        return duration_seconds(self.started_at, self.finished_at)
 
 
 class AttemptLogChunk(models.Model):

@@ -11,7 +11,7 @@ from apps.core.pagination import Page, keyset_page
 from apps.projects.selectors import projects_visible_to
 
 from .choices import InstanceKind, InstanceState, WaitReason
-from .models import Attempt, AttemptLogChunk, Instance
+from .models import Attempt, AttemptLogChunk, Instance, duration_seconds
 
 
 def instances_visible_to(user) -> QuerySet[Instance]:
@@ -209,10 +209,7 @@ class InstanceRow:
 
     @property
     def duration_seconds(self) -> float | None:
-        """As Instance.duration_seconds: only once finished."""
-        if self.started_at and self.finished_at:
-            return round((self.finished_at - self.started_at).total_seconds(), 3)
-        return None
+        return duration_seconds(self.started_at, self.finished_at)
 
     def as_api(self) -> dict:
         """The InstanceOut shape of the API, ready for JSON."""
