@@ -34,3 +34,25 @@ class ApiToken(models.Model):
             user=user, name=name, prefix=key[:10], key_hash=cls.hash_key(key)
         )
         return token, key
+
+
+class Profile(models.Model):
+    """How to reach a user: the email is the user's own; phone and chat ids are here, for
+    SMS and phone providers and for @-mentions in robot channels."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="profile"
+    )
+    phone = models.CharField(max_length=32, blank=True)
+    dingtalk_id = models.CharField("DingTalk user id or mobile", max_length=100, blank=True)
+    feishu_id = models.CharField("Feishu open_id", max_length=100, blank=True)
+    wecom_id = models.CharField("WeCom user id", max_length=100, blank=True)
+    slack_id = models.CharField("Slack member id", max_length=100, blank=True)
+
+    def __str__(self) -> str:
+        return f"profile of {self.user}"
+
+    @classmethod
+    def of(cls, user) -> "Profile":
+        profile, _ = cls.objects.get_or_create(user=user)
+        return profile

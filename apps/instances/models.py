@@ -240,3 +240,35 @@ class GenerationRun(models.Model):
 
     def __str__(self) -> str:
         return f"generation of {self.project_id} for {self.run_date}"
+
+
+class InstanceEvent(models.Model):
+    """One change of an instance's state, written by apps.instances.states in the same
+    transaction as the change: the record of every change and the outbox that monitoring
+    reads. Unprocessed rows are few (a partial index finds them); a consumer claims them
+    with SELECT ... FOR UPDATE SKIP LOCKED and marks them processed in the transaction
+    that acts on them, so two consumers never handle one twice and a crash loses none."""
+
+    instance = models.ForeignKey(Instance, on_delete=models.CASCADE, related_name="events")
+    from_state = models.CharField(max_length=16, choices=InstanceState.choices)
+    to_state = models.CharField(max_length=16, choices=InstanceState.choices)
+    # The attempt whose start or end this is (its number), when there is one.
+    attempt = models.PositiveIntegerField(null=True, blank=True)
+    # What caused it, in a word: retry, rerun, set_success, stop, lost, offline, ...
+    cause = models.CharField(max_length=32, blank=True)
+    at = models.DateTimeField()
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(
+                fields=["id"],
+                condition=Q(processed_at__isnull=True),
+                name="instevent_unprocessed_idx",
+            ),
+            models.Index(fields=["instance", "id"], name="instevent_instance_idx"),
+        ]
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"instance {self.instance_id}: {self.from_state} -> {self.to_state}"
