@@ -2,6 +2,7 @@ from django import forms
 from django.contrib import admin
 
 from .models import Datasource, Membership, Project, Variable
+from .services import dsn_problem
 
 
 class MembershipInline(admin.TabularInline):
@@ -33,6 +34,12 @@ class DatasourceForm(forms.ModelForm):
     class Meta:
         model = Datasource
         fields = ["project", "name", "kind", "dsn", "path"]
+
+    def clean_dsn(self):
+        dsn = self.cleaned_data.get("dsn", "")
+        if dsn.strip() and (problem := dsn_problem(dsn)):
+            raise forms.ValidationError(problem)
+        return dsn
 
     def save(self, commit=True):
         datasource = super().save(commit=False)

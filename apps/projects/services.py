@@ -342,14 +342,39 @@ def member_remove(*, membership: Membership, user, source: str = "api") -> None:
 # --- datasources -----------------------------------------------------------------------
 
 
-def _dsn_problem(dsn: str) -> str | None:
+def _secret_dsn_parameters() -> frozenset[str]:
+    """libpq's parameters that hold a secret: those it marks as passwords ("*"), plus the
+    SCRAM keys, which stand for the password, and the ones older libpq versions lack."""
+    known = {
+        "password",
+        "sslpassword",
+        "oauth_client_secret",
+        "scram_client_key",
+        "scram_server_key",
+    }
+    for option in psycopg.pq.Conninfo.get_defaults():
+        if option.dispchar == b"*":
+            known.add(option.keyword.decode())
+    return frozenset(known)
+
+
+SECRET_DSN_PARAMETERS = _secret_dsn_parameters()
+
+
+def dsn_problem(dsn: str) -> str | None:
+    """Why `dsn` cannot be a datasource's connection string, or None. The DSN is shown in
+    pages, answers and the operation log, so no secret may travel in it, in key=value or
+    URL form (a URL's user:password@ is its `password` parameter)."""
     try:
         parts = psycopg.conninfo.conninfo_to_dict(dsn)
     except psycopg.Error as exc:
         return f"not a PostgreSQL connection string: {exc}"
-    if parts.get("password"):
-        # The DSN is shown in pages and answers; a secret belongs in `password`.
-        return "contains a password; give it in `password`, which is stored encrypted"
+    secrets = sorted(SECRET_DSN_PARAMETERS.intersection(parts))
+    if secrets:
+        return (
+            f"contains secret parameters ({', '.join(secrets)}); remove them: the password "
+            "goes in `password`, which is stored encrypted and never shown"
+        )
     return None
 
 
@@ -379,7 +404,7 @@ def _check_datasource(
             errors.add(
                 "dsn", "a PostgreSQL datasource needs a dsn (e.g. host=db dbname=sales user=etl)"
             )
-        elif problem := _dsn_problem(dsn):
+        elif problem := dsn_problem(dsn):
             errors.add("dsn", problem)
         if path.strip():
             errors.add("path", "only for sqlite datasources")
