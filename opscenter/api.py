@@ -5,7 +5,7 @@ import json
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import DataError
 from django.http import Http404
-from ninja import NinjaAPI
+from ninja import NinjaAPI, Swagger
 from ninja.errors import AuthenticationError, HttpError
 from ninja.errors import ValidationError as NinjaValidationError
 
@@ -19,6 +19,8 @@ api = NinjaAPI(
     "`?limit=&cursor=` answering `{items, next_cursor}`.",
     auth=[BearerTokenAuth(), SessionAuth()],
     urls_namespace="api",
+    # No online validator badge: the docs page asks nothing of the internet.
+    docs=Swagger(settings={"validatorUrl": None}),
 )
 
 

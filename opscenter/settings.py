@@ -43,6 +43,9 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_htmx",
     "django_q",
+    # django-ninja's own static files: the API docs (Swagger UI) are served from here,
+    # never from a CDN.
+    "ninja",
     "apps.core",
     "apps.accounts",
     "apps.projects",
