@@ -45,11 +45,10 @@ from apps.audit.services import operation_record, operation_run
 from apps.configuration.models import ResourceGroup
 from apps.core import clock
 from apps.core.errors import Conflict, OpscenterError, ValidationFailed
-from apps.instances import dispatcher, generation, schedules
+from apps.instances import dispatcher, generation, schedules, states
 from apps.instances.choices import ACTIVE, InstanceKind, InstanceState
 from apps.instances.models import Instance, InstanceDependency
 from apps.instances.operations import instance_rerun, operate_role, tick_on_commit
-from apps.instances.states import instance_stop_running
 from apps.nodes.choices import NodeStatus, ScheduleType
 from apps.nodes.models import Node, NodeDependency
 from apps.projects.models import Project
@@ -585,17 +584,20 @@ def backfill_stop(*, backfill: Backfill, by, source: str) -> Backfill:
             state = Backfill.objects.values_list("state", flat=True).get(pk=backfill.pk)
             raise Conflict(f"backfill {backfill.pk} is {state}: only a running or failed run stops")
         instances = Instance.objects.filter(backfill=backfill)
-        # Pending and queued first, in one update (the transition instance_stop_running
-        # makes): the dispatcher passes over rows this transaction holds, so nothing of
-        # the run is queued behind our back. Then what is running, one by one.
+        # Pending and queued first, together: the state machine locks them, so the
+        # dispatcher passes over them and nothing of the run is queued behind our back.
+        # Then what is running (its workers kill the process trees).
         held = set(instances.filter(state__in=ACTIVE).values_list("resource_group_id", flat=True))
-        stopped_waiting = instances.filter(
+        waiting_ids = instances.filter(
             state__in=[InstanceState.PENDING, InstanceState.QUEUED]
-        ).update(state=InstanceState.STOPPED, finished_at=now, wait_reason="")
+        ).values_list("id", flat=True)
+        stopped_waiting = len(
+            states.instances_stop(ids=list(waiting_ids), now=now, cause="backfill_stop")
+        )
         running = list(
             instances.filter(state=InstanceState.RUNNING).values_list("id", "resource_group_id")
         )
-        stopped = [i for i, _ in running if instance_stop_running(instance_id=i, now=now)]
+        stopped = states.instances_stop(ids=[i for i, _ in running], now=now, cause="backfill_stop")
         # Slots the run held are free: the next in line in those groups may start.
         groups = held | {group for _, group in running}
         if groups:

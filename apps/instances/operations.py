@@ -39,7 +39,7 @@ BATCH_MAX = 1000
 CHUNK = 500
 
 UNFINISHED = (InstanceState.PENDING, InstanceState.QUEUED, InstanceState.RUNNING)
-SET_SUCCESS_FROM = (InstanceState.PENDING, InstanceState.FAILED, InstanceState.STOPPED)
+SET_SUCCESS_FROM = states.SET_SUCCESS_FROM
 
 # How an instance in each state is described in a refusal ("instance 12 has failed: ...").
 _STATE_PHRASE = {
@@ -152,21 +152,6 @@ def _chunks(ids: list[int]) -> Iterable[list[int]]:
 
 # --- rerun -------------------------------------------------------------------------------
 
-# A rerun makes a finished instance pending again as if it had never run; its attempts
-# stay (the next one is numbered after them).
-_RESET = dict(
-    state=InstanceState.PENDING,
-    forced=False,
-    paused=False,
-    run_now=False,
-    retries_used=0,
-    queued_at=None,
-    started_at=None,
-    finished_at=None,
-    next_attempt_at=None,
-    wait_reason="",
-)
-
 
 def _attempt_running():
     return Exists(Attempt.objects.filter(instance=OuterRef("pk"), state=AttemptState.RUNNING))
@@ -234,7 +219,8 @@ def instance_rerun(*, instance: Instance, by, source: str, downstream: bool = Fa
 
     def change() -> dict:
         previous = _current_state(instance.pk)
-        if not Instance.objects.filter(pk=instance.pk, state__in=FINISHED).update(**_RESET):
+        now = clock.now()
+        if not states.instances_rerun(ids=[instance.pk], now=now):
             raise _refuse(instance, "rerun needs a finished instance")
         # A stopped instance's worker may not have killed its process yet; a new attempt
         # beside it would be two runs at once.
@@ -255,14 +241,8 @@ def instance_rerun(*, instance: Instance, by, source: str, downstream: bool = Fa
                 )
             _require_downstream_roles(by, finished)
             for chunk in _chunks(sorted(finished)):
-                # Lock what is reset, so the ids recorded are exactly the rows changed.
-                locked = list(
-                    Instance.objects.select_for_update()
-                    .filter(pk__in=chunk, state__in=FINISHED)
-                    .values_list("pk", flat=True)
-                )
-                Instance.objects.filter(pk__in=locked).update(**_RESET)
-                reset.extend(locked)
+                # The ids recorded are exactly the rows changed.
+                reset.extend(states.instances_rerun(ids=chunk, now=now, cause="rerun_downstream"))
         rerun = [instance.pk, *reset]
         restored = 0
         if reset:
@@ -290,15 +270,7 @@ def instance_set_success(*, instance: Instance, by, source: str) -> Instance:
 
     def change() -> dict:
         previous = _current_state(instance.pk)
-        changed = Instance.objects.filter(pk=instance.pk, state__in=SET_SUCCESS_FROM).update(
-            state=InstanceState.SUCCEEDED,
-            forced=True,
-            finished_at=clock.now(),
-            next_attempt_at=None,
-            run_now=False,
-            wait_reason="",
-        )
-        if not changed:
+        if not states.instance_set_success(instance_id=instance.pk, now=clock.now()):
             raise _refuse(instance, "set success needs a pending, failed or stopped instance")
         children = children_of([instance.pk])
         refresh_wait_reasons(children)

@@ -15,6 +15,7 @@ from django.contrib.auth import get_user_model
 from apps.audit.services import operation_run
 from apps.core import clock
 from apps.core.errors import Conflict, OpscenterError, ValidationFailed
+from apps.instances import states
 from apps.instances.choices import InstanceKind, InstanceState
 from apps.instances.models import Instance
 from apps.instances.operations import (
@@ -225,9 +226,7 @@ def node_offline(*, node: Node, by, source: str) -> Node:
         ):
             raise Conflict(f"node {node} is already offline")
         pending = _pending_ids(node)
-        skipped = Instance.objects.filter(pk__in=pending, state=InstanceState.PENDING).update(
-            state=InstanceState.SKIPPED, finished_at=clock.now(), wait_reason=""
-        )
+        skipped = len(states.instances_cancel(ids=pending, now=clock.now(), cause="offline"))
         # A skipped instance no longer blocks: whatever waited only for it may start.
         tick_on_commit(children_of(pending))
         return {"status": NodeStatus.OFFLINE, "skipped_instances": skipped}

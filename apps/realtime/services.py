@@ -22,6 +22,7 @@ from django.conf import settings
 
 from apps.core import clock
 from apps.core.errors import Conflict, ValidationFailed
+from apps.instances import states
 from apps.instances.choices import InstanceKind, InstanceState
 from apps.instances.models import Instance
 from apps.nodes.choices import NodeStatus, ScheduleType
@@ -30,6 +31,7 @@ from apps.nodes.operations import operate
 
 from .models import RealtimeSettings
 
+S = InstanceState
 STARTABLE = (InstanceState.STOPPED, InstanceState.FAILED)
 MAX_CPU = 1024
 MAX_MEMORY_MB = 4 * 1024 * 1024
@@ -98,8 +100,12 @@ def realtime_start(*, node: Node, by, source: str) -> Instance:
         if current["current_version"] is None:
             raise Conflict(f"node {node} has no published version")
         now = clock.now()
-        changed = Instance.objects.filter(pk=row.instance_id, state__in=STARTABLE).update(
-            state=InstanceState.STARTING,
+        changed = states.move(
+            ids=[row.instance_id],
+            from_states=STARTABLE,
+            to_state=InstanceState.STARTING,
+            now=now,
+            cause="realtime_start",
             version_id=current["current_version"],
             biz_date=_biz_date(node, now),
             scheduled_at=now,
@@ -123,19 +129,18 @@ def realtime_stop(*, node: Node, by, source: str) -> Instance:
     def change() -> dict:
         row = realtime_settings_get(node)
         now = clock.now()
-        running = Instance.objects.filter(pk=row.instance_id)
-        if running.filter(state=InstanceState.STARTING).update(
-            state=InstanceState.STOPPED, finished_at=now
+        ids = [row.instance_id]
+        stop = dict(ids=ids, now=now, cause="realtime_stop")
+        if states.move(**stop, from_states=[S.STARTING], to_state=S.STOPPED, finished_at=now):
+            return {"instance": row.instance_id, "from": S.STARTING}
+        if supervisor_lost(row, now) and states.move(
+            **stop, from_states=[S.RUNNING, S.STOPPING], to_state=S.STOPPED, finished_at=now
         ):
-            return {"instance": row.instance_id, "from": InstanceState.STARTING}
-        if supervisor_lost(row, now) and running.filter(
-            state__in=[InstanceState.RUNNING, InstanceState.STOPPING]
-        ).update(state=InstanceState.STOPPED, finished_at=now):
             # Nobody runs it (its supervisor is gone, and its process with it).
             return {"instance": row.instance_id, "from": "running", "supervisor": "lost"}
-        if running.filter(state=InstanceState.RUNNING).update(state=InstanceState.STOPPING):
-            return {"instance": row.instance_id, "from": InstanceState.RUNNING}
-        state = running.values_list("state", flat=True).get()
+        if states.move(**stop, from_states=[S.RUNNING], to_state=S.STOPPING):
+            return {"instance": row.instance_id, "from": S.RUNNING}
+        state = Instance.objects.values_list("state", flat=True).get(pk=row.instance_id)
         raise Conflict(f"node {node} is {state}: only a starting or running one can stop")
 
     operate(action="realtime_stop", node=node, by=by, source=source, change=change)

@@ -45,6 +45,42 @@ from apps.instances.worker import AttemptLog, ConfigurationError, build_request
 from .models import RealtimeSettings
 from .services import effective_resources
 
+S = InstanceState
+
+
+def _restart_or_stop(
+    instance_id: int, *, now: datetime.datetime, restart: bool, cause: str
+) -> None:
+    """Its process is gone: stopping -> stopped; with `restart`, running -> starting, so a
+    supervisor starts it again."""
+    states.move(
+        ids=[instance_id],
+        from_states=[S.STOPPING],
+        to_state=S.STOPPED,
+        now=now,
+        cause=cause,
+        finished_at=now,
+    )
+    if restart:
+        states.move(
+            ids=[instance_id], from_states=[S.RUNNING], to_state=S.STARTING, now=now, cause=cause
+        )
+
+
+def _realtime_fail(instance_id: int, *, from_states: list[str], cause: str) -> bool:
+    now = clock.now()
+    return bool(
+        states.move(
+            ids=[instance_id],
+            from_states=from_states,
+            to_state=S.FAILED,
+            now=now,
+            cause=cause,
+            finished_at=now,
+        )
+    )
+
+
 logger = logging.getLogger(__name__)
 
 POLL_SECONDS = 0.5
@@ -154,8 +190,12 @@ class Supervisor:
             if instance_id in self.threads:
                 continue  # its thread is still ending its previous run
             with transaction.atomic():
-                if not Instance.objects.filter(pk=instance_id, state=InstanceState.STARTING).update(
-                    state=InstanceState.RUNNING
+                if not states.move(
+                    ids=[instance_id],
+                    from_states=[S.STARTING],
+                    to_state=S.RUNNING,
+                    now=now,
+                    cause="realtime_claim",
                 ):
                     continue  # another supervisor, or an operator's stop, was first
                 RealtimeSettings.objects.filter(instance_id=instance_id).update(
@@ -199,11 +239,7 @@ class Supervisor:
                     Attempt.objects.filter(pk=attempt.pk, state=AttemptState.RUNNING).update(
                         state=AttemptState.FAILED, finished_at=now, reason=reason
                     )
-                instance = Instance.objects.filter(pk=row.instance_id)
-                instance.filter(state=InstanceState.RUNNING).update(state=InstanceState.STARTING)
-                instance.filter(state=InstanceState.STOPPING).update(
-                    state=InstanceState.STOPPED, finished_at=now
-                )
+                _restart_or_stop(row.instance_id, now=now, restart=True, cause="takeover")
             logger.warning("realtime instance %s taken over: %s", row.instance_id, reason)
             taken += 1
         return taken
@@ -227,9 +263,7 @@ class Supervisor:
                     return
         except Exception:
             logger.exception("realtime instance %s: supervisor thread failed", instance_id)
-            Instance.objects.filter(
-                pk=instance_id, state__in=[InstanceState.RUNNING, InstanceState.STOPPING]
-            ).update(state=InstanceState.FAILED, finished_at=clock.now())
+            _realtime_fail(instance_id, from_states=[S.RUNNING, S.STOPPING], cause="error")
         finally:
             connection.close()
 
@@ -279,9 +313,7 @@ class Supervisor:
         except (UnknownParameter, ConfigurationError) as exc:
             log.line(f"cannot run: {exc}")
             self._attempt_end(attempt, log, state=AttemptState.FAILED, reason=str(exc))
-            Instance.objects.filter(pk=instance_id, state=InstanceState.RUNNING).update(
-                state=InstanceState.FAILED, finished_at=clock.now()
-            )
+            _realtime_fail(instance_id, from_states=[S.RUNNING], cause="cannot_run")
             self._settle(instance_id)
             return "done"
         # A streaming process runs until it is stopped: no timeout. Its resources reach
@@ -332,13 +364,9 @@ class Supervisor:
     def _settle(self, instance_id: int) -> None:
         """After the process ended for good: stopping -> stopped; on shutdown, running ->
         starting so the next supervisor starts it again."""
-        now = clock.now()
-        instance = Instance.objects.filter(pk=instance_id)
-        instance.filter(state=InstanceState.STOPPING).update(
-            state=InstanceState.STOPPED, finished_at=now
+        _restart_or_stop(
+            instance_id, now=clock.now(), restart=self.shutdown.is_set(), cause="shutdown"
         )
-        if self.shutdown.is_set():
-            instance.filter(state=InstanceState.RUNNING).update(state=InstanceState.STARTING)
         RealtimeSettings.objects.filter(instance_id=instance_id, supervisor=self.name).update(
             supervisor=""
         )
@@ -353,9 +381,7 @@ class Supervisor:
         ).count()
 
     def _fail(self, instance_id: int, *, exits: int, row: RealtimeSettings) -> None:
-        failed = Instance.objects.filter(pk=instance_id, state=InstanceState.RUNNING).update(
-            state=InstanceState.FAILED, finished_at=clock.now()
-        )
+        failed = _realtime_fail(instance_id, from_states=[S.RUNNING], cause="restart_limit")
         if failed:
             logger.warning(
                 "realtime instance %s failed: %s exits, restart limit %s within %ss",
