@@ -69,6 +69,9 @@ def _generate_run(command, options: dict) -> None:
             run_date=run_date, cutoff=cutoff, projects=[project], trigger="cli"
         )
         total += result
+        if result.skipped_projects:
+            command.stdout.write(f"{project.code}: skipped, the project was deleted")
+            continue
         command.stdout.write(
             f"{project.code}: {result.instances_created} instances, "
             f"{result.edges_created} dependencies"

@@ -11,10 +11,13 @@ database's unique constraints may refuse (ON CONFLICT DO NOTHING, as
 bulk_create(ignore_conflicts=True) does), so a second copy of an instance or an edge
 can never exist. Generators take one lock (PostgreSQL advisory
 lock; SQLite serialises writers itself), so two at once see each other's rows and no
-edge between projects generated at the same moment is lost.
+edge between projects generated at the same moment is lost. Deleting a project takes the
+same lock (`without_generators`), and a generator skips a project deleted before its turn.
 """
 
 import bisect
+import contextlib
+import dataclasses
 import datetime
 import functools
 import logging
@@ -22,11 +25,12 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import psycopg
-from django.db import connection, models, transaction
+from django.db import OperationalError, connection, models, transaction
 from django.db.models import OuterRef, Subquery
 
 from apps.configuration.models import ResourceGroup
 from apps.core import clock
+from apps.core.errors import Conflict
 from apps.nodes.choices import Env, NodeStatus, ScheduleType
 from apps.nodes.models import Node, NodeDependency, NodeVersion
 from apps.projects.models import Project
@@ -43,18 +47,28 @@ IMMEDIATE_LEAD_TIME = datetime.timedelta(minutes=10)
 BATCH_SIZE = 5000
 # Key of the PostgreSQL advisory lock held by a generator for its transaction.
 GENERATION_LOCK_KEY = 0x6F70_7367_656E  # "opsgen"
+# How long a write that must not interleave with a generation (deleting a project) waits
+# for the one in progress before it is refused.
+GENERATION_WAIT_SECONDS = 10.0
 
 
 @dataclass
 class GenerationResult:
     instances_created: int = 0
     edges_created: int = 0
+    # Codes of projects deleted between being listed and their turn to generate.
+    skipped_projects: list[str] = dataclasses.field(default_factory=list)
 
     def __add__(self, other: "GenerationResult") -> "GenerationResult":
         return GenerationResult(
             self.instances_created + other.instances_created,
             self.edges_created + other.edges_created,
+            self.skipped_projects + other.skipped_projects,
         )
+
+
+class GenerationRunning(Conflict):
+    """A generation held the lock longer than a waiting write would wait."""
 
 
 # --- dependency alignment (pure) ------------------------------------------------------
@@ -246,6 +260,61 @@ def _lock() -> None:
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [GENERATION_LOCK_KEY])
+
+
+@contextlib.contextmanager
+def without_generators(*, refusal: str) -> Iterator[None]:
+    """A transaction no generator runs during: it waits up to GENERATION_WAIT_SECONDS for
+    the generation in progress to commit, else raises GenerationRunning(refusal). For
+    writes a generation must not meet half way, such as deleting a project whose nodes it
+    is reading."""
+    wait_ms = max(1, int(GENERATION_WAIT_SECONDS * 1000))
+    if connection.vendor == "postgresql":
+        with transaction.atomic():
+            try:
+                # In a savepoint: a lock timeout aborts only it. The bounded wait is for
+                # this lock alone; the statements after it wait as they always do.
+                with transaction.atomic(), connection.cursor() as cursor:
+                    cursor.execute("SELECT current_setting('lock_timeout')")
+                    (before,) = cursor.fetchone()
+                    cursor.execute("SELECT set_config('lock_timeout', %s, true)", [f"{wait_ms}ms"])
+                    cursor.execute("SELECT pg_advisory_xact_lock(%s)", [GENERATION_LOCK_KEY])
+                    cursor.execute("SELECT set_config('lock_timeout', %s, true)", [before])
+            except OperationalError as exc:
+                if isinstance(exc.__cause__, psycopg.errors.LockNotAvailable):
+                    raise GenerationRunning(refusal) from exc
+                raise
+            yield
+        return
+    # SQLite: a generator holds the database's write lock for its whole transaction, and
+    # transactions begin IMMEDIATE, so the BEGIN is what waits: for at most wait_ms.
+    if connection.in_atomic_block:  # the write lock is already this transaction's
+        with transaction.atomic():
+            yield
+        return
+    before = _sqlite_busy_timeout(wait_ms)
+    began = False
+    try:
+        with transaction.atomic():
+            began = True
+            _sqlite_busy_timeout(before)
+            yield
+    except OperationalError as exc:
+        if not began and "locked" in str(exc):
+            raise GenerationRunning(refusal) from exc
+        raise
+    finally:
+        if not began:
+            _sqlite_busy_timeout(before)
+
+
+def _sqlite_busy_timeout(milliseconds: int) -> int:
+    """Set how long SQLite waits for another writer; answer the previous value."""
+    with connection.cursor() as cursor:
+        cursor.execute("PRAGMA busy_timeout")
+        (before,) = cursor.fetchone()
+        cursor.execute(f"PRAGMA busy_timeout = {int(milliseconds)}")
+    return before
 
 
 class _Rows:
@@ -474,6 +543,14 @@ def _generate_project(
     started_at = clock.now()
     with transaction.atomic():
         _lock()
+        # Listed before the lock was ours: the project may have been deleted since.
+        if not Project.objects.filter(pk=project.pk).exists():
+            logger.warning(
+                "project %s was deleted before its generation for %s: skipped",
+                project.code,
+                run_date,
+            )
+            return GenerationResult(skipped_projects=[project.code])
         plans = _plans(project, cutoff=cutoff, node_ids=node_ids)
         # A node that already has instances that day keeps them, and only them.
         already = _day_instances((plan.node_id for plan in plans), biz_date)

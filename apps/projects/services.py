@@ -201,29 +201,39 @@ def project_update(*, project: Project, user, fields: dict, source: str = "api")
 
 def project_delete(*, project: Project, user, source: str = "api") -> None:
     """Delete a project with its nodes and history. Refused while something runs or while
-    other projects' nodes depend on its nodes (their pipelines would silently change)."""
+    other projects' nodes depend on its nodes (their pipelines would silently change).
+
+    It holds the generators' lock: a generation in progress (which reads this project's
+    nodes and those of its neighbours) finishes first, and one that comes after finds the
+    project gone. A generation that runs too long answers 409."""
     from apps.instances.choices import ACTIVE
+    from apps.instances.generation import without_generators
     from apps.instances.models import Instance
     from apps.nodes.models import NodeDependency
 
-    active = Instance.objects.filter(project=project, state__in=ACTIVE).count()
-    if active:
-        raise Conflict(
-            f"project {project.code!r} has {active} queued or running instance(s); stop them first"
-        )
-    dependents = (
-        NodeDependency.objects.filter(upstream__project=project)
-        .exclude(node__project=project)
-        .select_related("node__project", "upstream")
-        .order_by("node__project__code", "node__name")
+    refusal = (
+        f"instances are being generated; project {project.code!r} can be deleted when "
+        "the generation has finished (try again in a moment)"
     )
-    if dependents.exists():
-        names = sorted({f"{d.node.project.code}.{d.node.name}" for d in dependents[:20]})
-        raise Conflict(
-            f"nodes of other projects depend on project {project.code!r}: {', '.join(names)}",
-            [{"field": "code", "message": f"{n} depends on it"} for n in names],
+    with without_generators(refusal=refusal):
+        active = Instance.objects.filter(project=project, state__in=ACTIVE).count()
+        if active:
+            raise Conflict(
+                f"project {project.code!r} has {active} queued or running instance(s); "
+                "stop them first"
+            )
+        dependents = (
+            NodeDependency.objects.filter(upstream__project=project)
+            .exclude(node__project=project)
+            .select_related("node__project", "upstream")
+            .order_by("node__project__code", "node__name")
         )
-    with transaction.atomic():
+        if dependents.exists():
+            names = sorted({f"{d.node.project.code}.{d.node.name}" for d in dependents[:20]})
+            raise Conflict(
+                f"nodes of other projects depend on project {project.code!r}: {', '.join(names)}",
+                [{"field": "code", "message": f"{n} depends on it"} for n in names],
+            )
         operation_record(
             user=user,
             source=source,
