@@ -147,6 +147,16 @@ STORAGES = {
 }
 
 EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+# Email notifications go through Django's backend: set EMAIL_BACKEND to
+# django.core.mail.backends.smtp.EmailBackend and EMAIL_HOST & co. to send for real.
+EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")
+EMAIL_PORT = envint("EMAIL_PORT", 25)
+EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = envbool("EMAIL_USE_TLS", False)
+EMAIL_USE_SSL = envbool("EMAIL_USE_SSL", False)
+EMAIL_TIMEOUT = envfloat("EMAIL_TIMEOUT", 10)
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "opscenter@localhost")
 
 # --- django-q2 -------------------------------------------------------------------
 # Every resource group is a django-q2 queue of the same name; a worker cluster serves
@@ -199,6 +209,13 @@ OPSCENTER_VIRTUAL_BATCH = envint("OPSCENTER_VIRTUAL_BATCH", 50)
 OPSCENTER_KILL_GRACE_SECONDS = envfloat("OPSCENTER_KILL_GRACE_SECONDS", 5)
 # Key that encrypts datasource passwords at rest (defaults to one derived from SECRET_KEY).
 OPSCENTER_ENCRYPTION_KEY = os.environ.get("OPSCENTER_ENCRYPTION_KEY", "")
+# Where opscenter's pages are reached from outside: notifications link to them.
+OPSCENTER_BASE_URL = os.environ.get("OPSCENTER_BASE_URL", "http://localhost:8000")
+# Notification deliveries: seconds before the first retry (doubling each time), tries in
+# all (at least 3), and how long one HTTP request to a channel may take.
+OPSCENTER_DELIVERY_BACKOFF_SECONDS = envfloat("OPSCENTER_DELIVERY_BACKOFF_SECONDS", 30)
+OPSCENTER_DELIVERY_MAX_TRIES = envint("OPSCENTER_DELIVERY_MAX_TRIES", 5)
+OPSCENTER_DELIVERY_TIMEOUT_SECONDS = envfloat("OPSCENTER_DELIVERY_TIMEOUT_SECONDS", 10)
 
 LOGGING = {
     "version": 1,
