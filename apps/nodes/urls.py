@@ -1,6 +1,6 @@
 from django.urls import path
 
-from apps.realtime.views import node_realtime_action
+from apps.realtime.views import node_realtime_action, node_realtime_panel
 
 from . import views
 
@@ -15,6 +15,7 @@ urlpatterns = [
     path("<int:node_id>/pause", views.node_action, {"action": "pause"}, name="pause"),
     path("<int:node_id>/resume", views.node_action, {"action": "resume"}, name="resume"),
     path("<int:node_id>/offline", views.node_action, {"action": "offline"}, name="offline"),
+    path("<int:node_id>/realtime", node_realtime_panel, name="realtime_panel"),
     path(
         "<int:node_id>/realtime/<str:action>",
         node_realtime_action,

@@ -33,6 +33,9 @@ from .models import RealtimeSettings
 
 S = InstanceState
 STARTABLE = (InstanceState.STOPPED, InstanceState.FAILED)
+STOPPABLE = (InstanceState.STARTING, InstanceState.RUNNING)
+# On the way between two stable states: a supervisor is about to move it on.
+MOVING = (InstanceState.STARTING, InstanceState.STOPPING)
 MAX_CPU = 1024
 MAX_MEMORY_MB = 4 * 1024 * 1024
 MAX_RESTART_LIMIT = 100
