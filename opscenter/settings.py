@@ -205,6 +205,8 @@ OPSCENTER_TICK_SECONDS = envfloat("OPSCENTER_TICK_SECONDS", 2)
 # Virtual instances (which run nothing) go to workers in batches of up to this many, one
 # django-q2 task and one transaction per batch; 1 sends each alone.
 OPSCENTER_VIRTUAL_BATCH = envint("OPSCENTER_VIRTUAL_BATCH", 50)
+# How often the monitor loop reads the instance event outbox (failures, successes).
+OPSCENTER_MONITOR_POLL_SECONDS = envfloat("OPSCENTER_MONITOR_POLL_SECONDS", 1)
 # Seconds a stopped process gets between SIGTERM and SIGKILL.
 OPSCENTER_KILL_GRACE_SECONDS = envfloat("OPSCENTER_KILL_GRACE_SECONDS", 5)
 # Key that encrypts datasource passwords at rest (defaults to one derived from SECRET_KEY).

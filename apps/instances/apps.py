@@ -6,4 +6,9 @@ class InstancesConfig(AppConfig):
     label = "instances"
 
     def ready(self) -> None:
+        from apps.core.schedules import register_periodic
+
         from . import signals  # noqa: F401  (registers the receivers)
+        from .tasks import DISPATCHER_SCHEDULE
+
+        register_periodic(DISPATCHER_SCHEDULE, "apps.instances.tasks.dispatcher_loop")

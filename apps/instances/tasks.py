@@ -57,16 +57,20 @@ DISPATCHER_SCHEDULE = "dispatcher"
 
 def schedules_ensure() -> None:
     """The one idempotent place that creates opscenter's django-q2 schedules: the
-    dispatcher loop and each project's nightly generation. Runs after every migrate."""
+    periodic loops the apps declare (apps.core.schedules: the dispatcher here, the
+    monitor, ...) and each project's nightly generation. Runs after every migrate."""
     from django_q.models import Schedule
 
-    Schedule.objects.update_or_create(
-        name=DISPATCHER_SCHEDULE,
-        defaults={
-            "func": "apps.instances.tasks.dispatcher_loop",
-            "schedule_type": Schedule.MINUTES,
-            "minutes": 1,
-            "repeats": -1,
-        },
-    )
+    from apps.core.schedules import PERIODIC
+
+    for periodic in PERIODIC.values():
+        Schedule.objects.update_or_create(
+            name=periodic.name,
+            defaults={
+                "func": periodic.func,
+                "schedule_type": Schedule.MINUTES,
+                "minutes": periodic.minutes,
+                "repeats": -1,
+            },
+        )
     generation.generation_schedules_sync_all()

@@ -106,6 +106,8 @@ class Alert(models.Model):
         blank=True,
         related_name="alerts",
     )
+    # Facts about the target kept for messages and pages (node name, biz date, owner).
+    facts = models.JSONField(default=dict, blank=True)
     count = models.PositiveIntegerField(default=1)
     first_at = models.DateTimeField()
     last_at = models.DateTimeField()

@@ -1,0 +1,469 @@
+"""Alerts as incidents (SPEC 7.2): raised by rules, counted while open, sent again only
+after the rule's dedup interval, escalated once, acknowledged and resolved by operators
+or resolved by themselves when the instance succeeds — each announced to the people
+the rule names, through its channels."""
+
+import datetime
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.urls import reverse
+
+from apps.audit.services import operation_run
+from apps.core import clock
+from apps.core.errors import Conflict
+from apps.notifications import services as notifications
+from apps.notifications.models import Channel
+from apps.projects.choices import Role
+from apps.projects.permissions import require_role
+
+from . import oncall, rules
+from .choices import OPEN_STATES, AlertEventKind, AlertSource, AlertState, TriggerType
+from .models import Alert, AlertEvent, MonitorRule, OnCallSchedule
+
+User = get_user_model()
+
+
+@dataclass
+class Hit:
+    """A rule's trigger met by one instance: what to raise or count."""
+
+    rule: MonitorRule
+    trigger: str
+    # The instance's facts: id, node_id, node_name, project_id, project_code, owner,
+    # biz_date, scheduled_at, state.
+    instance: dict
+    what: str  # what happened, in a line: "attempt 2 failed: exit code 3"
+    # Success alerts are news, not incidents: they are born resolved.
+    born_resolved: bool = False
+    # The occurrence this hit is about (an attempt's number), for the timeline.
+    detail: dict = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return dedup_key(self.rule.pk, self.trigger, "instance", self.instance["id"])
+
+
+def dedup_key(rule_id: int, trigger: str, target_type: str, target_id) -> str:
+    return f"{AlertSource.MONITOR}:{rule_id}:{trigger}:{target_type}:{target_id}"
+
+
+def alert_url(alert_id: int) -> str:
+    return settings.OPSCENTER_BASE_URL.rstrip("/") + reverse("alerts:detail", args=[alert_id])
+
+
+# --- who hears of it ---------------------------------------------------------------------
+
+
+def usernames_for(recipients: dict, *, owner: str | None, now: datetime.datetime) -> list[str]:
+    """A rule's recipients object resolved to usernames at `now` (the node owner, named
+    users, members of named groups, whoever is on call)."""
+    names: list[str] = []
+    if recipients.get("owner") and owner:
+        names.append(owner)
+    names += recipients.get("users") or []
+    groups = recipients.get("groups") or []
+    if groups:
+        names += list(
+            User.objects.filter(groups__name__in=groups, is_active=True).values_list(
+                "username", flat=True
+            )
+        )
+    if recipients.get("on_call"):
+        schedule = OnCallSchedule.objects.filter(name=recipients["on_call"]).first()
+        person = oncall.on_call_at(schedule, now) if schedule else None
+        if person:
+            names.append(person)
+    return list(dict.fromkeys(names))
+
+
+def _message(alert: Alert, event: str, what: str) -> notifications.Message:
+    since = alert.first_at.isoformat(timespec="seconds")
+    lines = [
+        what,
+        f"Project: {alert.project.code if alert.project else '-'}",
+    ]
+    if alert.node_id:
+        lines.append(f"Node: {alert.facts.get('node_name', alert.node_id)}")
+    if alert.instance_id:
+        lines.append(f"Instance: {alert.instance_id} (biz date {alert.facts.get('biz_date', '?')})")
+    lines += [
+        f"Since: {since}",
+        f"Count: {alert.count} time{'s' if alert.count != 1 else ''}",
+        f"State: {alert.state}",
+    ]
+    prefix = {
+        "resolved": "[RESOLVED] ",
+        "escalated": "[ESCALATED] ",
+        "repeated": "[REPEAT] ",
+    }.get(event, "")
+    return notifications.Message(
+        event=event,
+        title=f"{prefix}[{alert.severity.upper()}] {alert.title}",
+        text="\n".join(lines),
+        url=alert_url(alert.pk),
+        severity=alert.severity,
+        fields={
+            "alert": alert.pk,
+            "event": event,
+            "project": alert.project.code if alert.project else None,
+            "rule": alert.rule_id,
+            "trigger": alert.trigger,
+            "severity": alert.severity,
+            "state": alert.state,
+            "title": alert.title,
+            "node": alert.node_id,
+            "node_name": alert.facts.get("node_name"),
+            "instance": alert.instance_id,
+            "biz_date": alert.facts.get("biz_date"),
+            "count": alert.count,
+            "first_at": alert.first_at.isoformat(),
+            "last_at": alert.last_at.isoformat(),
+            "what": what,
+            "url": alert_url(alert.pk),
+        },
+    )
+
+
+def _send(
+    alert: Alert,
+    *,
+    event: str,
+    what: str,
+    usernames: Sequence[str],
+    channel_ids: Sequence[int],
+    now: datetime.datetime,
+    suppressed: bool = False,
+    channels_by_id: dict[int, Channel] | None = None,
+) -> None:
+    if channels_by_id is None:
+        channels = list(Channel.objects.filter(pk__in=list(channel_ids), enabled=True))
+    else:
+        channels = [channels_by_id[i] for i in channel_ids if i in channels_by_id]
+    if not channels:
+        return
+    notifications.notify(
+        alert_id=alert.pk,
+        message=_message(alert, event, what),
+        channels=channels,
+        recipients=notifications.recipients_of(usernames),
+        suppressed=suppressed,
+        now=now,
+    )
+
+
+# --- raising -----------------------------------------------------------------------------
+
+
+class _RuleContext:
+    """What sending needs of a rule, read once per batch."""
+
+    def __init__(self, rule: MonitorRule, now: datetime.datetime):
+        self.rule = rule
+        self.channel_ids = [c.pk for c in rule.channels.all() if c.enabled]
+        self.channels = {c.pk: c for c in rule.channels.all() if c.enabled}
+        self.muted = rules.muted(rule, now, rule.project.tz)
+        self._names: dict[str | None, list[str]] = {}
+        self.now = now
+
+    def usernames(self, owner: str | None) -> list[str]:
+        if owner not in self._names:
+            self._names[owner] = usernames_for(self.rule.recipients, owner=owner, now=self.now)
+        return self._names[owner]
+
+
+def alerts_raise(hits: Iterable[Hit], *, now: datetime.datetime) -> list[Alert]:
+    """Raise or count an alert per hit, in one transaction: a new key fires (and is
+    sent), an open key counts a repeat (sent again once the dedup interval has passed).
+    Answers the alerts touched."""
+    hits = list(hits)
+    if not hits:
+        return []
+    contexts: dict[int, _RuleContext] = {}
+    touched = []
+    with transaction.atomic():
+        keys = [hit.key for hit in hits]
+        open_alerts = {
+            alert.dedup_key: alert
+            for alert in Alert.objects.select_for_update()
+            .filter(dedup_key__in=keys, state__in=OPEN_STATES)
+            .select_related("project")
+        }
+        for hit in hits:
+            context = contexts.get(hit.rule.pk)
+            if context is None:
+                context = contexts[hit.rule.pk] = _RuleContext(hit.rule, now)
+            alert = open_alerts.get(hit.key)
+            if alert is None:
+                alert = _fire(hit, context, now=now)
+                if alert.is_open:
+                    open_alerts[hit.key] = alert
+            else:
+                _repeat(alert, hit, context, now=now)
+            touched.append(alert)
+    return touched
+
+
+def _fire(hit: Hit, context: _RuleContext, *, now: datetime.datetime) -> Alert:
+    rule = hit.rule
+    facts = hit.instance
+    usernames = context.usernames(facts.get("owner"))
+    alert = Alert(
+        project_id=rule.project_id,
+        source=AlertSource.MONITOR,
+        rule=rule,
+        trigger=hit.trigger,
+        severity=rules.severity_of(rule, hit.trigger),
+        state=AlertState.RESOLVED if hit.born_resolved else AlertState.FIRING,
+        title=_title(hit),
+        message=hit.what,
+        target_type="instance",
+        target_id=str(facts["id"]),
+        dedup_key=hit.key,
+        node_id=facts.get("node_id"),
+        instance_id=facts["id"],
+        first_at=now,
+        last_at=now,
+        last_sent_at=now,
+        resolved_at=now if hit.born_resolved else None,
+        recipients=usernames,
+        channel_ids=context.channel_ids,
+        facts={
+            "owner": facts.get("owner"),
+            "node_name": facts.get("node_name"),
+            "biz_date": str(facts.get("biz_date") or ""),
+            "project_code": facts.get("project_code"),
+        },
+    )
+    try:
+        with transaction.atomic():
+            alert.save()
+    except IntegrityError:
+        # Another monitor opened this key a moment ago: count a repeat on that one.
+        existing = Alert.objects.select_for_update().get(dedup_key=hit.key, state__in=OPEN_STATES)
+        _repeat(existing, hit, context, now=now)
+        return existing
+    alert.project = rule.project
+    AlertEvent.objects.create(
+        alert=alert, kind=AlertEventKind.FIRED, at=now, comment=hit.what, detail=hit.detail
+    )
+    _send(
+        alert,
+        event="fired",
+        what=hit.what,
+        usernames=usernames,
+        channel_ids=context.channel_ids,
+        channels_by_id=context.channels,
+        now=now,
+        suppressed=context.muted,
+    )
+    return alert
+
+
+def _title(hit: Hit) -> str:
+    node = f"{hit.instance.get('project_code')}.{hit.instance.get('node_name')}"
+    words = {
+        TriggerType.FAILURE: "failed",
+        TriggerType.RETRIES_EXHAUSTED: "failed with no retry left",
+        TriggerType.SUCCESS: "succeeded",
+        TriggerType.RUNNING_LONGER: "is running long",
+        TriggerType.UNFINISHED_BY: "is not finished in time",
+        TriggerType.NOT_STARTED_BY: "has not started in time",
+        TriggerType.SLOWER_THAN_USUAL: "is slower than usual",
+    }
+    return f"{node} {words.get(hit.trigger, hit.trigger)} (biz date {hit.instance.get('biz_date')})"
+
+
+def _repeat(alert: Alert, hit: Hit, context: _RuleContext, *, now: datetime.datetime) -> None:
+    due = (
+        alert.last_sent_at is None
+        or alert.last_sent_at + datetime.timedelta(minutes=hit.rule.dedup_minutes) <= now
+    )
+    Alert.objects.filter(pk=alert.pk).update(
+        count=F("count") + 1,
+        last_at=now,
+        message=hit.what,
+        **({"last_sent_at": now} if due else {}),
+    )
+    alert.count += 1
+    alert.last_at = now
+    alert.message = hit.what
+    AlertEvent.objects.create(
+        alert=alert,
+        kind=AlertEventKind.REPEATED,
+        at=now,
+        comment=hit.what,
+        detail={**hit.detail, "sent": due},
+    )
+    if due:
+        alert.last_sent_at = now
+        _send(
+            alert,
+            event="repeated",
+            what=hit.what,
+            usernames=alert.recipients,
+            channel_ids=context.channel_ids,
+            channels_by_id=context.channels,
+            now=now,
+            suppressed=context.muted,
+        )
+
+
+# --- resolving by itself, escalation --------------------------------------------------
+
+
+def alerts_resolve_for_instances(why: dict[int, str], *, now: datetime.datetime) -> list[int]:
+    """The instances succeeded (a later attempt, or an operator set them successful;
+    `why` says which, per instance id): their open alerts resolve themselves, announced
+    to the people told when they fired."""
+    ids = list(why)
+    if not ids:
+        return []
+    resolved = []
+    with transaction.atomic():
+        alerts = list(
+            Alert.objects.select_for_update(of=("self",))
+            .filter(instance_id__in=ids, state__in=OPEN_STATES)
+            .select_related("project", "rule")
+        )
+        for alert in alerts:
+            if not Alert.objects.filter(pk=alert.pk, state__in=OPEN_STATES).update(
+                state=AlertState.RESOLVED, resolved_at=now, resolved_by=None
+            ):
+                continue
+            alert.state = AlertState.RESOLVED
+            alert.resolved_at = now
+            reason = why[alert.instance_id]
+            AlertEvent.objects.create(
+                alert=alert, kind=AlertEventKind.RESOLVED, at=now, comment=reason
+            )
+            muted = bool(alert.rule and rules.muted(alert.rule, now, alert.project.tz))
+            _send(
+                alert,
+                event="resolved",
+                what=reason,
+                usernames=alert.recipients,
+                channel_ids=alert.channel_ids,
+                now=now,
+                suppressed=muted,
+            )
+            resolved.append(alert.pk)
+    return resolved
+
+
+def alerts_escalate(*, now: datetime.datetime) -> list[int]:
+    """Firing alerts nobody acknowledged within their rule's escalate_after_minutes are
+    sent to its escalate_to recipients too, once."""
+    candidates = (
+        Alert.objects.filter(
+            state=AlertState.FIRING,
+            escalated_at__isnull=True,
+            rule__escalate_after_minutes__isnull=False,
+        )
+        .select_related("rule", "project")
+        .order_by("first_at")
+    )
+    escalated = []
+    for alert in candidates.iterator(chunk_size=500):
+        rule = alert.rule
+        if alert.first_at + datetime.timedelta(minutes=rule.escalate_after_minutes) > now:
+            continue
+        with transaction.atomic():
+            if not Alert.objects.filter(
+                pk=alert.pk, state=AlertState.FIRING, escalated_at__isnull=True
+            ).update(escalated_at=now):
+                continue  # acknowledged, resolved or escalated by another pass meanwhile
+            owner = alert.facts.get("owner")
+            usernames = usernames_for(rule.escalate_to or {}, owner=owner, now=now)
+            minutes = rule.escalate_after_minutes
+            what = f"not acknowledged within {minutes} minutes: {alert.message}"
+            AlertEvent.objects.create(
+                alert=alert,
+                kind=AlertEventKind.ESCALATED,
+                at=now,
+                comment=what,
+                detail={"to": usernames},
+            )
+            _send(
+                alert,
+                event="escalated",
+                what=what,
+                usernames=usernames,
+                channel_ids=[c.pk for c in rule.channels.all()],
+                now=now,
+                suppressed=rules.muted(rule, now, alert.project.tz),
+            )
+        escalated.append(alert.pk)
+    return escalated
+
+
+# --- operators: acknowledge and resolve --------------------------------------------------
+
+
+def _operate(*, alert: Alert, by, source: str, action: str, comment: str, change) -> Alert:
+    def authorize() -> None:
+        if alert.project_id is None:
+            if not by.is_superuser:
+                raise Conflict("only a superuser acts on a system alert")
+            return
+        require_role(by, alert.project, Role.OPERATOR)
+
+    operation_run(
+        by=by,
+        source=source,
+        action=action,
+        object_type="alert",
+        object_id=alert.pk,
+        project=alert.project,
+        authorize=authorize,
+        change=change,
+        refused_detail=lambda: {
+            "state": Alert.objects.values_list("state", flat=True).get(pk=alert.pk)
+        },
+    )
+    alert.refresh_from_db()
+    return alert
+
+
+def alert_ack(*, alert: Alert, by, source: str, comment: str = "") -> Alert:
+    """firing -> acknowledged: someone is on it; escalation stops."""
+
+    def change() -> dict:
+        now = clock.now()
+        if not Alert.objects.filter(pk=alert.pk, state=AlertState.FIRING).update(
+            state=AlertState.ACKNOWLEDGED, acknowledged_by=by, acknowledged_at=now
+        ):
+            state = Alert.objects.values_list("state", flat=True).get(pk=alert.pk)
+            raise Conflict(f"alert {alert.pk} is {state}: only a firing alert can be acknowledged")
+        AlertEvent.objects.create(
+            alert=alert, kind=AlertEventKind.ACKNOWLEDGED, at=now, user=by, comment=comment
+        )
+        return {"comment": comment}
+
+    return _operate(alert=alert, by=by, source=source, action="ack", comment=comment, change=change)
+
+
+def alert_resolve(*, alert: Alert, by, source: str, comment: str = "") -> Alert:
+    """firing | acknowledged -> resolved, by an operator."""
+
+    def change() -> dict:
+        now = clock.now()
+        if not Alert.objects.filter(pk=alert.pk, state__in=OPEN_STATES).update(
+            state=AlertState.RESOLVED, resolved_by=by, resolved_at=now
+        ):
+            raise Conflict(f"alert {alert.pk} is already resolved")
+        AlertEvent.objects.create(
+            alert=alert, kind=AlertEventKind.RESOLVED, at=now, user=by, comment=comment
+        )
+        return {"comment": comment}
+
+    return _operate(
+        alert=alert, by=by, source=source, action="resolve", comment=comment, change=change
+    )
+
+
+ALERT_ACTIONS = {"ack": alert_ack, "resolve": alert_resolve}

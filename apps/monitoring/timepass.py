@@ -1,0 +1,220 @@
+"""The clock side of monitoring: the minute pass finds what is late or slow —
+`running_longer`, `slower_than_usual`, `unfinished_by`, `not_started_by` — with one
+query per rule and trigger, each excluding in SQL what already alerted, so a pass over
+a day of millions of instances reads only the late ones, in chunks."""
+
+import datetime
+import statistics
+from collections.abc import Iterator
+
+from django.db.models import CharField, Exists, F, OuterRef, Q, Value, Window
+from django.db.models.functions import Cast, Concat, RowNumber
+
+from apps.instances.choices import AttemptState, InstanceKind, InstanceState
+from apps.instances.models import Attempt, Instance
+from apps.nodes.choices import Env
+
+from . import alerts, rules
+from .choices import TIME_TRIGGERS, AlertSource, TriggerType
+from .events import rules_with
+from .models import Alert, MonitorRule
+
+S = InstanceState
+CHUNK = 1000
+FACTS = {
+    "id": "id",
+    "node_id": "node_id",
+    "node_name": "node__name",
+    "project_id": "project_id",
+    "project_code": "project__code",
+    "owner": "node__owner__username",
+    "biz_date": "biz_date",
+    "scheduled_at": "scheduled_at",
+    "state": "state",
+}
+
+
+def _key_prefix(rule: MonitorRule, trigger: str) -> str:
+    return f"{AlertSource.MONITOR}:{rule.pk}:{trigger}:instance:"
+
+
+def _alerted(rule: MonitorRule, trigger: str, instance_ref: str, since_ref: str | None = None):
+    """An alert of this rule and trigger exists for the instance (since the attempt began,
+    when `since_ref` names the attempt's start)."""
+    key = Concat(
+        Value(_key_prefix(rule, trigger)),
+        Cast(OuterRef(instance_ref), output_field=CharField()),
+        output_field=CharField(),
+    )
+    found = Alert.objects.filter(dedup_key=key)
+    if since_ref:
+        found = found.filter(last_at__gte=OuterRef(since_ref))
+    return Exists(found)
+
+
+def _scope_q(rule: MonitorRule, prefix: str = "") -> Q | None:
+    """The rule's scope as a filter; None when it watches nothing."""
+    q = Q(**{f"{prefix}project_id": rule.project_id, f"{prefix}env": Env.PROD})
+    node_ids = rules.rule_node_ids(rule)
+    if node_ids is None:
+        return q
+    if not node_ids:
+        return None
+    return q & Q(**{f"{prefix}node_id__in": sorted(node_ids)})
+
+
+def _hits(rule, trigger, rows: Iterator[dict], what, prefix: str) -> Iterator[alerts.Hit]:
+    for row in rows:
+        facts = {name: row[f"{prefix}{column}"] for name, column in FACTS.items()}
+        yield alerts.Hit(
+            rule=rule,
+            trigger=trigger,
+            instance=facts,
+            what=what(row),
+            detail={"attempt": row.get("number")},
+        )
+
+
+def _values(queryset, prefix: str, *extra: str):
+    return queryset.values(*[f"{prefix}{column}" for column in FACTS.values()], *extra).iterator(
+        chunk_size=CHUNK
+    )
+
+
+def _running_longer(rule, trigger: dict, now: datetime.datetime, scope: Q):
+    minutes = trigger["minutes"]
+    attempts = (
+        Attempt.objects.filter(
+            scope,
+            state=AttemptState.RUNNING,
+            started_at__lte=now - datetime.timedelta(minutes=minutes),
+        )
+        .exclude(instance__kind=InstanceKind.REALTIME)
+        .exclude(_alerted(rule, TriggerType.RUNNING_LONGER, "instance_id", "started_at"))
+    )
+
+    def what(row) -> str:
+        ran = int((now - row["started_at"]).total_seconds() // 60)
+        return f"attempt {row['number']} has run {ran} minutes (limit {minutes})"
+
+    return _hits(
+        rule,
+        TriggerType.RUNNING_LONGER,
+        _values(attempts, "instance__", "number", "started_at"),
+        what,
+        "instance__",
+    )
+
+
+def _medians(node_ids: set[int]) -> dict[int, float]:
+    """Median duration (seconds) of each node's last 10 successful attempts, for nodes
+    with at least 3."""
+    if not node_ids:
+        return {}
+    recent = (
+        Attempt.objects.filter(
+            state=AttemptState.SUCCEEDED,
+            instance__node_id__in=sorted(node_ids),
+            finished_at__isnull=False,
+        )
+        .annotate(
+            rank=Window(
+                RowNumber(), partition_by=F("instance__node_id"), order_by=F("finished_at").desc()
+            )
+        )
+        .filter(rank__lte=10)
+        .values_list("instance__node_id", "started_at", "finished_at")
+    )
+    durations: dict[int, list[float]] = {}
+    for node_id, started, finished in recent:
+        durations.setdefault(node_id, []).append((finished - started).total_seconds())
+    return {n: statistics.median(d) for n, d in durations.items() if len(d) >= 3}
+
+
+def _slower_than_usual(rule, trigger: dict, now: datetime.datetime, scope: Q):
+    factor = float(trigger["factor"])
+    attempts = (
+        Attempt.objects.filter(scope, state=AttemptState.RUNNING)
+        .exclude(instance__kind=InstanceKind.REALTIME)
+        .exclude(_alerted(rule, TriggerType.SLOWER_THAN_USUAL, "instance_id", "started_at"))
+    )
+    rows = list(_values(attempts, "instance__", "number", "started_at"))
+    medians = _medians({row["instance__node_id"] for row in rows})
+    slow = [
+        row
+        for row in rows
+        if row["instance__node_id"] in medians
+        and (now - row["started_at"]).total_seconds() > factor * medians[row["instance__node_id"]]
+    ]
+
+    def what(row) -> str:
+        ran = (now - row["started_at"]).total_seconds()
+        usual = medians[row["instance__node_id"]]
+        return (
+            f"attempt {row['number']} has run {ran / 60:.1f} minutes, more than {factor:g}x "
+            f"the usual {usual / 60:.1f} minutes (median of the last successful runs)"
+        )
+
+    return _hits(rule, TriggerType.SLOWER_THAN_USUAL, iter(slow), what, "instance__")
+
+
+def _late(rule, trigger: dict, now: datetime.datetime, scope: Q):
+    """unfinished_by / not_started_by: recurring instances of today's (and yesterday's)
+    scheduled day, past HH:MM of that day in the project's timezone."""
+    kind = trigger["type"]
+    tz = rule.project.tz
+    today = now.astimezone(tz).date()
+    days = []
+    for day in (today - datetime.timedelta(days=1), today):
+        if rules.deadline(day, trigger["time"], tz) <= now:
+            start = datetime.datetime.combine(day, datetime.time(0), tzinfo=tz)
+            days.append(
+                Q(scheduled_at__gte=start, scheduled_at__lt=start + datetime.timedelta(days=1))
+            )
+    if not days:
+        return iter(())
+    when = days[0] if len(days) == 1 else days[0] | days[1]
+    instances = Instance.objects.filter(scope, when, kind=InstanceKind.RECURRING)
+    if kind == TriggerType.UNFINISHED_BY:
+        instances = instances.exclude(state__in=[S.SUCCEEDED, S.SKIPPED])
+    else:
+        instances = instances.filter(state__in=[S.PENDING, S.QUEUED], started_at__isnull=True)
+    instances = instances.exclude(_alerted(rule, kind, "id"))
+    verb = "finished" if kind == TriggerType.UNFINISHED_BY else "started"
+
+    def what(row) -> str:
+        return f"not {verb} by {trigger['time']} of its scheduled day (state {row['state']})"
+
+    return _hits(rule, kind, _values(instances, ""), what, "")
+
+
+# trigger -> (its check, the path from the rows it reads to the instance)
+PASSES = {
+    TriggerType.RUNNING_LONGER: (_running_longer, "instance__"),
+    TriggerType.SLOWER_THAN_USUAL: (_slower_than_usual, "instance__"),
+    TriggerType.UNFINISHED_BY: (_late, ""),
+    TriggerType.NOT_STARTED_BY: (_late, ""),
+}
+
+
+def time_triggers_check(*, now: datetime.datetime) -> int:
+    """One pass over every enabled rule's time triggers. Answers the alerts raised or
+    counted."""
+    raised = 0
+    for rule in rules_with(TIME_TRIGGERS):
+        for trigger in rule.triggers:
+            found = PASSES.get(trigger.get("type"))
+            if found is None:
+                continue
+            check, prefix = found
+            scope = _scope_q(rule, prefix)
+            if scope is None:
+                continue
+            batch = []
+            for hit in check(rule, trigger, now, scope):
+                batch.append(hit)
+                if len(batch) >= CHUNK:
+                    raised += len(alerts.alerts_raise(batch, now=now))
+                    batch = []
+            raised += len(alerts.alerts_raise(batch, now=now))
+    return raised
