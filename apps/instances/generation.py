@@ -122,7 +122,6 @@ class _Plan:
     self_dependent: bool
     priority: int
     resource_group_id: int
-    paused: bool
     upstream_ids: list[int]
 
 
@@ -143,7 +142,7 @@ def _chunks(items: Sequence, size: int = BATCH_SIZE) -> Iterator[Sequence]:
 
 def _version_facts(version_ids: Iterable[int]) -> dict[int, tuple]:
     """version id -> (schedule type, cron, self_dependent, priority, resource group name,
-    paused, upstream ids), read from the spec without loading scripts."""
+    upstream ids), read from the spec without loading scripts."""
     facts = {}
     version_ids = sorted(set(version_ids))
     for chunk in _chunks(version_ids):
@@ -154,7 +153,6 @@ def _version_facts(version_ids: Iterable[int]) -> dict[int, tuple]:
             "spec__self_dependent",
             "spec__priority",
             "spec__resource_group",
-            "spec__paused",
             "upstream_ids",
         )
         for version_id, *rest in rows:
@@ -166,14 +164,16 @@ def _plans(
     project: Project, *, cutoff: datetime.datetime | None, node_ids: Iterable[int] | None
 ) -> list[_Plan]:
     """The online prod nodes of `project` and the version each generates from: the latest
-    published before `cutoff`, or the current one when cutoff is None."""
+    published before `cutoff`, or the current one when cutoff is None.
+
+    A paused node's instances are generated unpaused: they are frozen because their NODE
+    is paused (the dispatcher and the diagnosis look at it), so resuming the node releases
+    them all. An instance's own `paused` flag is only ever an operator's pause of it."""
     nodes = Node.objects.filter(project=project, env=Env.PROD, status=NodeStatus.ONLINE)
     if node_ids is not None:
         nodes = nodes.filter(id__in=list(node_ids))
     if cutoff is None:
-        rows = nodes.filter(current_version__isnull=False).values_list(
-            "id", "paused", "current_version_id"
-        )
+        rows = nodes.filter(current_version__isnull=False).values_list("id", "current_version_id")
     else:
         latest_before = (
             NodeVersion.objects.filter(node=OuterRef("pk"), published_at__lt=cutoff)
@@ -183,17 +183,15 @@ def _plans(
         rows = (
             nodes.annotate(generated_version=Subquery(latest_before))
             .filter(generated_version__isnull=False)
-            .values_list("id", "paused", "generated_version")
+            .values_list("id", "generated_version")
         )
     rows = list(rows)
-    facts = _version_facts(version_id for _, _, version_id in rows)
+    facts = _version_facts(version_id for _, version_id in rows)
     groups = dict(ResourceGroup.objects.values_list("name", "id"))
     default_group = groups.get(ResourceGroup.DEFAULT) or ResourceGroup.get_default().id
     plans = []
-    for node_id, node_paused, version_id in rows:
-        schedule_type, cron, self_dependent, priority, group, paused, upstream_ids = facts[
-            version_id
-        ]
+    for node_id, version_id in rows:
+        schedule_type, cron, self_dependent, priority, group, upstream_ids = facts[version_id]
         if schedule_type != ScheduleType.RECURRING or not _valid_cron(cron):
             continue
         plans.append(
@@ -204,7 +202,6 @@ def _plans(
                 self_dependent=bool(self_dependent),
                 priority=int(priority or 3),
                 resource_group_id=groups.get(group, default_group),
-                paused=bool(paused) or node_paused,
                 upstream_ids=[int(u) for u in upstream_ids or []],
             )
         )
@@ -400,7 +397,6 @@ def _insert_instances(
             "version_id",
             "scheduled_at",
             "dry_run",
-            "paused",
             "priority",
             "resource_group_id",
         ],
@@ -421,7 +417,6 @@ def _insert_instances(
                     plan.version_id,
                     scheduled_at,
                     dry_run,
-                    plan.paused,
                     plan.priority,
                     plan.resource_group_id,
                 )
@@ -508,7 +503,7 @@ def _edges(
     waiting_facts = _version_facts(day.version_id for day in waiting.values())
     for children in waiting.values():
         edges = set()
-        _, cron, _, _, _, _, version_upstream = waiting_facts[children.version_id]
+        _, cron, _, _, _, version_upstream = waiting_facts[children.version_id]
         for upstream_id in version_upstream or []:
             if upstream_id not in by_node:
                 continue

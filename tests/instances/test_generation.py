@@ -282,8 +282,12 @@ def test_which_nodes_get_instances(project, owner, users):
 
     generate(run_date=RUN_DATE)
 
-    made = dict(Instance.objects.filter(biz_date=BIZ_DATE).values_list("node__name", "paused"))
+    made = dict(
+        Instance.objects.filter(biz_date=BIZ_DATE).values_list("node__name", "node__paused")
+    )
     assert made == {"prod_daily": False, "spec_paused": True, "node_paused": True}
+    # Held by their node's pause, not by one of their own: resuming the node frees them.
+    assert not Instance.objects.filter(paused=True).exists()
 
 
 def test_t_plus_1_cutoff_is_the_generation_time_of_the_day_before(project, owner):

@@ -6,8 +6,11 @@ import pytest
 import time_machine
 
 from apps.audit.models import OperationLog
+from apps.core import clock
 from apps.core.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
 from apps.instances import dispatcher, worker
+from apps.instances import operations as instance_ops
+from apps.instances.generation import generate
 from apps.instances.models import Attempt, Instance
 from apps.instances.selectors import attempt_log
 from apps.nodes import operations as ops
@@ -16,6 +19,9 @@ from apps.projects.models import Membership, Project
 from tests.factories import instance_create, node_create
 
 SCHEDULED = datetime.datetime(2026, 11, 20, 2, 0, tzinfo=datetime.UTC)
+# Generated instances of this day are due long ago; their versions were published before.
+PAST_RUN_DATE = datetime.date(2026, 11, 20)
+EARLY = datetime.datetime(2026, 11, 1, tzinfo=datetime.UTC)
 
 
 @pytest.fixture
@@ -66,6 +72,51 @@ def test_pause_holds_pending_instances_and_resume_starts_them(
     assert last_log(node).action == "node_resume"
     with pytest.raises(Conflict, match="not paused"):
         ops.node_resume(node=node, by=users["olga"], source="ui")
+
+
+def generate_day(project, run_date: datetime.date) -> list[Instance]:
+    generate(run_date=run_date, cutoff=clock.now(), projects=[project])
+    return list(Instance.objects.filter(project=project, kind="recurring"))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_resume_releases_instances_generated_while_the_node_was_paused(project, owner, users):
+    """pause node -> generate -> resume node -> drain: the instance runs."""
+    node = node_create(project, "load", owner=owner, published_at=EARLY)
+    ops.node_pause(node=node, by=users["olga"], source="ui")
+    (instance,) = generate_day(project, PAST_RUN_DATE)
+    dispatcher.tick(enqueue=lambda group, ids: None, sweep=True)
+    assert fresh(instance).wait_reason == "frozen"
+
+    ops.node_resume(node=node, by=users["olga"], source="ui")
+    worker.drain(timeout=10)
+
+    instance = fresh(instance)
+    assert (instance.state, instance.paused) == ("succeeded", False)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_node_published_paused_then_resumed_generates_instances_that_run(project, owner, users):
+    node = node_create(project, "load", owner=owner, published_at=EARLY, paused=True)
+    assert fresh(node).paused
+    ops.node_resume(node=node, by=users["olga"], source="ui")
+    # Its version still says `paused: true`; the node's own state is what holds.
+    (instance,) = generate_day(project, PAST_RUN_DATE)
+    worker.drain(timeout=10)
+    instance = fresh(instance)
+    assert (instance.state, instance.paused) == ("succeeded", False)
+
+
+def test_resuming_the_node_keeps_an_instances_own_pause(project, owner, users):
+    node = node_create(project, "load", owner=owner, published_at=EARLY)
+    own, other = generate_day(project, PAST_RUN_DATE) + [
+        instance_create(node, SCHEDULED - datetime.timedelta(days=1))
+    ]
+    instance_ops.instance_pause(instance=own, by=users["olga"], source="ui")
+    ops.node_pause(node=node, by=users["olga"], source="ui")
+    ops.node_resume(node=node, by=users["olga"], source="ui")
+    assert fresh(own).paused and fresh(own).wait_reason == "frozen"
+    assert not fresh(other).paused and fresh(other).wait_reason != "frozen"
 
 
 def test_node_operations_need_operator_in_prod_and_developer_in_dev(project, owner, users):
