@@ -1,18 +1,74 @@
-"""The JSON API: one NinjaAPI, a Router per app, domain errors mapped here once."""
+"""The JSON API: one NinjaAPI, a Router per app, errors mapped here once.
+
+Every error under /api answers `{"detail", "errors": [{"field", "message"}]}` (ErrorOut):
+domain errors and ninja's own through the exception handlers below, and what the layers
+around ninja answer (an unknown path, a wrong method, a body Django refused to read)
+through JsonErrorsMiddleware. The OpenAPI document lists for every operation the error
+answers any request may get (`error_answers`); operations declare their own refusals
+(`response={200: X, **errors(409)}`).
+"""
 
 import json
+from http import HTTPStatus
 
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import DataError
-from django.http import Http404
+from django.http import Http404, JsonResponse
 from ninja import NinjaAPI, Swagger
 from ninja.errors import AuthenticationError, HttpError
 from ninja.errors import ValidationError as NinjaValidationError
+from ninja.openapi.schema import REF_TEMPLATE
+from ninja.schema import NinjaGenerateJsonSchema
 
 from apps.accounts.auth import BearerTokenAuth, SessionAuth
 from apps.core.errors import OpscenterError
+from apps.core.schemas import ErrorOut
 
-api = NinjaAPI(
+UNSAFE_METHODS = ("post", "put", "patch", "delete")
+
+
+def error_answers(method: str, operation: dict) -> dict[int, str]:
+    """The error answers any request to an operation may get, whatever the operation
+    does, from what its OpenAPI entry says it takes."""
+    where = {parameter["in"] for parameter in operation.get("parameters", [])}
+    has_body = "requestBody" in operation
+    answers = {401: "no session and no valid bearer token"}
+    if where or has_body:
+        answers[422] = "input that does not validate; `errors` names each field"
+    if has_body:
+        answers[400] = "the body is not JSON"
+        answers[413] = "the body is larger than the server accepts"
+    if "path" in where:
+        answers[404] = "no such object, or one the caller may not see"
+    if method in UNSAFE_METHODS:
+        answers[403] = "a role the caller lacks, or a session write without its CSRF token"
+    return answers
+
+
+class OpscenterAPI(NinjaAPI):
+    def get_openapi_schema(self, *, path_prefix=None, path_params=None):
+        document = super().get_openapi_schema(path_prefix=path_prefix, path_params=path_params)
+        error = ErrorOut.model_json_schema(
+            ref_template=REF_TEMPLATE,
+            schema_generator=NinjaGenerateJsonSchema,
+            mode="serialization",
+        )
+        components = document["components"]["schemas"]
+        components.update(error.pop("$defs", {}))
+        components["ErrorOut"] = error
+        content = {"application/json": {"schema": {"$ref": REF_TEMPLATE.format(model="ErrorOut")}}}
+        for methods in document["paths"].values():
+            for method, operation in methods.items():
+                responses = operation["responses"]
+                for status, description in error_answers(method, operation).items():
+                    if status not in responses and str(status) not in responses:
+                        responses[status] = {"description": description, "content": content}
+        return document
+
+
+api = OpscenterAPI(
     title="opscenter API",
     version="1",
     description="Operation Center for data pipelines. Lists use keyset pagination: "
@@ -86,6 +142,20 @@ def on_not_found(request, exc: Http404):
     return _error(request, 404, str(exc) or "not found")
 
 
+def _too_big() -> tuple[str, list[dict]]:
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    return (
+        "the request body is larger than the server accepts",
+        [{"field": "body", "message": f"at most {limit} bytes (DATA_UPLOAD_MAX_MEMORY_SIZE)"}],
+    )
+
+
+@api.exception_handler(RequestDataTooBig)
+def on_request_too_big(request, exc: RequestDataTooBig):
+    detail, errors = _too_big()
+    return _error(request, 413, detail, errors)
+
+
 def _fields_with_nul(request) -> list[str]:
     values = dict(getattr(request.resolver_match, "kwargs", None) or {})
     values.update(request.GET.items())
@@ -108,6 +178,48 @@ def on_data_error(request, exc: DataError):
     return _error(request, 422, "invalid input: a value the database cannot store", errors)
 
 
+class JsonErrorsMiddleware:
+    """Errors under /api that come from around ninja (no operation at that path, a method
+    the path does not take, a body Django refused to read, a server error) answer the
+    API's JSON error shape too, with the status that says what went wrong."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        if (
+            response.status_code < 400
+            or not (request.path == "/api" or request.path.startswith("/api/"))
+            or response.get("Content-Type", "").startswith("application/json")
+        ):
+            return response
+        status, errors = response.status_code, []
+        if status == 404:
+            detail = f"no API operation at {request.path}"
+        elif status == 405:
+            detail = f"{request.method} is not allowed here; allowed: {response.get('Allow', '')}"
+        elif status == 400 and _declared_length(request) > settings.DATA_UPLOAD_MAX_MEMORY_SIZE:
+            status = 413
+            detail, errors = _too_big()
+        else:
+            try:
+                detail = HTTPStatus(status).phrase.lower()
+            except ValueError:
+                detail = "error"
+        answer = JsonResponse({"detail": detail, "errors": errors}, status=status)
+        if "Allow" in response:
+            answer["Allow"] = response["Allow"]
+        return answer
+
+
+def _declared_length(request) -> int:
+    try:
+        return int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return 0
+
+
 def _add_routers() -> None:
     from apps.instances.api import router as instances_router
     from apps.nodes.api import publish_router
@@ -120,6 +232,11 @@ def _add_routers() -> None:
     api.add_router("/instances", instances_router)
     api.add_router("/backfills", "apps.backfills.api.router")
     api.add_router("/overview", "apps.monitoring.api.router")
+    api.add_router("/monitor-rules", "apps.monitoring.api_rules.rules_router")
+    api.add_router("/on-call", "apps.monitoring.api_rules.on_call_router")
+    api.add_router("/alerts", "apps.monitoring.api_alerts.router")
+    api.add_router("/channels", "apps.notifications.api.channels_router")
+    api.add_router("/notifications", "apps.notifications.api.deliveries_router")
 
 
 _add_routers()

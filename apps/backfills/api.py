@@ -8,7 +8,8 @@ from ninja import Field, Query, Router, Schema, Status
 from apps.audit.choices import Source
 from apps.core.errors import ValidationFailed
 from apps.core.pagination import keyset_page
-from apps.projects.schemas import InputSchema, IsoDateTime
+from apps.core.schemas import InputSchema, PageQuery, errors
+from apps.projects.schemas import IsoDateTime
 
 from . import services
 from .choices import BackfillState
@@ -120,15 +121,13 @@ class BackfillList(Schema):
     next_cursor: str | None
 
 
-class ListQuery(Schema):
+class BackfillQuery(PageQuery):
     project: str = ""
     state: str = ""
-    limit: int | None = None
-    cursor: str | None = None
 
 
 @router.get("", response=BackfillList, summary="Backfill runs, newest first")
-def backfill_list(request, query: Query[ListQuery]):
+def backfill_list(request, query: Query[BackfillQuery]):
     queryset = backfills_visible_to(request.user)
     if query.project:
         queryset = queryset.filter(project__code=query.project)
@@ -155,7 +154,8 @@ def _detail(backfill: Backfill) -> Backfill:
 
 @router.post(
     "",
-    response={200: PlanOut, 201: BackfillDetail},
+    # 404: nodes in a project the caller is not a member of.
+    response={200: PlanOut, 201: BackfillDetail, **errors(404)},
     summary="Start a backfill, or answer its plan (dry_run)",
 )
 def backfill_start(request, payload: BackfillIn):
@@ -202,7 +202,11 @@ def backfill_detail(request, backfill_id: int):
     return _detail(backfill_get(user=request.user, backfill_id=backfill_id))
 
 
-@router.post("/{int:backfill_id}/stop", response=BackfillDetail, summary="Stop the whole run")
+@router.post(
+    "/{int:backfill_id}/stop",
+    response={200: BackfillDetail, **errors(409)},
+    summary="Stop the whole run",
+)
 def backfill_stop(request, backfill_id: int):
     backfill = backfill_get(user=request.user, backfill_id=backfill_id)
     services.backfill_stop(backfill=backfill, by=request.user, source=Source.API)
@@ -211,7 +215,7 @@ def backfill_stop(request, backfill_id: int):
 
 @router.post(
     "/{int:backfill_id}/rerun-failed",
-    response=BackfillDetail,
+    response={200: BackfillDetail, **errors(409)},
     summary="Rerun the failed instances with their downstream",
 )
 def backfill_rerun_failed(request, backfill_id: int):

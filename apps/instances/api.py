@@ -7,18 +7,18 @@ from typing import Literal
 from django.db.models import Q
 from django.http import JsonResponse
 from ninja import Field, Query, Router, Schema
-from pydantic import ConfigDict
 
 from apps.audit.models import OperationLog
 from apps.core.errors import NotFound, ValidationFailed
 from apps.core.pagination import keyset_page
+from apps.core.schemas import InputSchema, PageQuery, errors
 
 from . import operations
 from .choices import AttemptState
 from .diagnosis import diagnose
 from .graph import instance_graph
 from .models import Attempt, InstanceDependency
-from .schemas import DagOut, DiagnosisOut, InstanceDetail, InstanceList, LogOut
+from .schemas import DiagnosisOut, InstanceDagOut, InstanceDetail, InstanceList, LogOut
 from .selectors import (
     InstanceFilters,
     attempt_log,
@@ -151,7 +151,7 @@ class DagQuery(Schema):
 
 @router.get(
     "/{int:instance_id}/dag",
-    response=DagOut,
+    response=InstanceDagOut,
     summary="The instances and edges within `up` levels upstream and `down` levels downstream",
 )
 def instance_dag(request, instance_id: int, query: Query[DagQuery]):
@@ -203,17 +203,12 @@ class OperationList(Schema):
     next_cursor: str | None
 
 
-class ListQuery(Schema):
-    limit: int | None = None
-    cursor: str | None = None
-
-
 @router.get(
     "/{int:instance_id}/operations",
     response=OperationList,
     summary="Operations recorded on this instance, newest first",
 )
-def instance_operations(request, instance_id: int, query: Query[ListQuery]):
+def instance_operations(request, instance_id: int, query: Query[PageQuery]):
     instance = instance_get(user=request.user, instance_id=instance_id)
     records = OperationLog.objects.filter(object_type="instance", object_id=str(instance.pk))
     page = keyset_page(records, cursor=query.cursor, limit=query.limit)
@@ -225,32 +220,30 @@ def instance_operations(request, instance_id: int, query: Query[ListQuery]):
 # the operation answers 409, a missing role 403.
 
 
-class RerunIn(Schema):
+class RerunIn(InputSchema):
     downstream: bool = Field(
         False, description="also reset every finished transitive downstream instance"
     )
 
 
-class InstancePatch(Schema):
-    model_config = ConfigDict(extra="forbid")
-
+class InstancePatch(InputSchema):
     resource_group: str = Field(description="the resource group to run this instance in")
 
 
-class InstanceBatchIn(Schema):
+class InstanceBatchIn(InputSchema):
     ids: list[int] = Field(max_length=operations.BATCH_MAX)
     action: Literal["rerun", "stop", "set_success", "pause", "resume"]
 
 
-class BatchItemOut(Schema):
+class InstanceBatchItemOut(Schema):
     id: int
     ok: bool
     state: str | None
     message: str
 
 
-class BatchOut(Schema):
-    results: list[BatchItemOut]
+class InstanceBatchOut(Schema):
+    results: list[InstanceBatchItemOut]
 
 
 def _operated(request, instance_id: int, operation, **kwargs):
@@ -260,7 +253,7 @@ def _operated(request, instance_id: int, operation, **kwargs):
 
 
 @router.post(
-    "/batch", response=BatchOut, summary="One operation on many instances, each on its own"
+    "/batch", response=InstanceBatchOut, summary="One operation on many instances, each on its own"
 )
 def instances_batch(request, payload: InstanceBatchIn):
     results = operations.instances_batch(
@@ -271,7 +264,7 @@ def instances_batch(request, payload: InstanceBatchIn):
 
 @router.post(
     "/{int:instance_id}/rerun",
-    response=InstanceDetail,
+    response={200: InstanceDetail, **errors(409)},
     summary="Run a finished instance again (optionally with every finished downstream one)",
 )
 def instance_rerun(request, instance_id: int, payload: RerunIn | None = None):
@@ -281,7 +274,7 @@ def instance_rerun(request, instance_id: int, payload: RerunIn | None = None):
 
 @router.post(
     "/{int:instance_id}/set-success",
-    response=InstanceDetail,
+    response={200: InstanceDetail, **errors(409)},
     summary="Mark a pending, failed or stopped instance succeeded (forced)",
 )
 def instance_set_success(request, instance_id: int):
@@ -290,26 +283,34 @@ def instance_set_success(request, instance_id: int):
 
 @router.post(
     "/{int:instance_id}/stop",
-    response=InstanceDetail,
+    response={200: InstanceDetail, **errors(409)},
     summary="Stop a pending, queued or running instance (kills its process tree)",
 )
 def instance_stop(request, instance_id: int):
     return _operated(request, instance_id, operations.instance_stop)
 
 
-@router.post("/{int:instance_id}/pause", response=InstanceDetail, summary="Freeze an instance")
+@router.post(
+    "/{int:instance_id}/pause",
+    response={200: InstanceDetail, **errors(409)},
+    summary="Freeze an instance",
+)
 def instance_pause(request, instance_id: int):
     return _operated(request, instance_id, operations.instance_pause)
 
 
-@router.post("/{int:instance_id}/resume", response=InstanceDetail, summary="Unfreeze an instance")
+@router.post(
+    "/{int:instance_id}/resume",
+    response={200: InstanceDetail, **errors(409)},
+    summary="Unfreeze an instance",
+)
 def instance_resume(request, instance_id: int):
     return _operated(request, instance_id, operations.instance_resume)
 
 
 @router.post(
     "/{int:instance_id}/run-now",
-    response=InstanceDetail,
+    response={200: InstanceDetail, **errors(409)},
     summary="Start a pending instance without waiting for upstream or its time",
 )
 def instance_run_now(request, instance_id: int):
@@ -318,7 +319,7 @@ def instance_run_now(request, instance_id: int):
 
 @router.delete(
     "/{int:instance_id}/upstream/{int:upstream_id}",
-    response=InstanceDetail,
+    response={200: InstanceDetail, **errors(409)},
     summary="Remove a pending instance's dependency on one upstream instance",
 )
 def instance_remove_dependency(request, instance_id: int, upstream_id: int):
@@ -329,7 +330,7 @@ def instance_remove_dependency(request, instance_id: int, upstream_id: int):
 
 @router.patch(
     "/{int:instance_id}",
-    response=InstanceDetail,
+    response={200: InstanceDetail, **errors(409)},
     summary="Change a pending instance's resource group",
 )
 def instance_update(request, instance_id: int, payload: InstancePatch):

@@ -114,16 +114,16 @@ class LogOut(Schema):
     finished: bool = Field(description="true when the attempt ended and all its log was read")
 
 
-class DagEdge(Schema):
+class InstanceDagEdgeOut(Schema):
     upstream: int
     downstream: int
     removed: bool
 
 
-class DagOut(Schema):
+class InstanceDagOut(Schema):
     root: int
     instances: list[InstanceOut]
-    edges: list[DagEdge]
+    edges: list[InstanceDagEdgeOut]
 
 
 class BlockerOut(Schema):

@@ -5,6 +5,7 @@ import zoneinfo
 
 from ninja import Router, Schema
 
+from apps.core.schemas import errors
 from apps.projects.selectors import project_get
 
 from .selectors import Overview, overview_days, overview_get
@@ -150,7 +151,7 @@ def _since(now: datetime.datetime, then: datetime.datetime | None) -> float:
     return round(max((now - then).total_seconds(), 0.0), 3) if then else 0.0
 
 
-@router.get("", response=OverviewOut, summary="The O&M overview's numbers")
+@router.get("", response={200: OverviewOut, **errors(404)}, summary="The O&M overview's numbers")
 def overview(request, project: str = "", days: str = ""):
     """Today's instances (biz date = yesterday in each project's timezone) by kind and
     state, the run trend per biz date over `days` (7 or 30), the failure ranking over the

@@ -8,6 +8,7 @@ from ninja import Field, Router, Schema, Status
 
 from apps.core.errors import ValidationFailed
 from apps.core.pagination import keyset_page
+from apps.core.schemas import InputSchema, errors
 from apps.instances.api import instance_detail
 from apps.instances.operations import BATCH_MAX
 from apps.instances.schemas import InstanceDetail
@@ -90,18 +91,18 @@ class DagNodeOut(Schema):
     level: int  # negative: upstream, positive: downstream, 0: the node asked for
 
 
-class DagEdgeOut(Schema):
+class NodeDagEdgeOut(Schema):
     upstream: int
     downstream: int
 
 
-class DagOut(Schema):
+class NodeDagOut(Schema):
     node: int
     nodes: list[DagNodeOut]
-    edges: list[DagEdgeOut]
+    edges: list[NodeDagEdgeOut]
 
 
-class PublishIn(Schema):
+class PublishIn(InputSchema):
     # Loosely typed on purpose: the publish validation names every wrong field itself,
     # node by node, instead of stopping at the first.
     env: Any = Field("prod", description='"prod", or "dev" in dev_prod projects')
@@ -213,7 +214,7 @@ def node_version_list(request, node_id: int, limit: str = "", cursor: str = ""):
     return {"items": [_version_out(v) for v in page.items], "next_cursor": page.next_cursor}
 
 
-@router.get("/{int:node_id}/dag", response=DagOut, summary="The node graph around a node")
+@router.get("/{int:node_id}/dag", response=NodeDagOut, summary="The node graph around a node")
 def node_graph(request, node_id: int, up: str = "2", down: str = "2"):
     node = node_get(user=request.auth, node_id=node_id)
     graph = node_dag(user=request.auth, node=node, up=_depth("up", up), down=_depth("down", down))
@@ -259,32 +260,32 @@ def project_publish(request, code: str, payload: PublishIn):
 # state that does not allow the operation answers 409, a missing role 403.
 
 
-class NodeRunIn(Schema):
+class NodeRunIn(InputSchema):
     biz_date: datetime.date | None = Field(
         None, description="YYYY-MM-DD; default: yesterday in the project's timezone"
     )
     params: dict[str, Any] | None = Field(None, description="values overriding node params")
 
 
-class NodeOwnerIn(Schema):
+class NodeOwnerIn(InputSchema):
     node_ids: list[int] = Field(max_length=BATCH_MAX)
     owner: str
 
 
-class NodeBatchIn(Schema):
+class NodeBatchIn(InputSchema):
     ids: list[int] = Field(max_length=BATCH_MAX)
     action: Literal["pause", "resume"]
 
 
-class BatchItemOut(Schema):
+class NodeBatchItemOut(Schema):
     id: int
     ok: bool
     state: str | None = Field(description="online, paused or offline; null when not found")
     message: str
 
 
-class BatchOut(Schema):
-    results: list[BatchItemOut]
+class NodeBatchOut(Schema):
+    results: list[NodeBatchItemOut]
 
 
 def _operated(request, node_id: int, operation) -> dict:
@@ -293,7 +294,7 @@ def _operated(request, node_id: int, operation) -> dict:
     return node_detail(request, node_id)
 
 
-@router.post("/owner", response=BatchOut, summary="Give nodes a new owner, each on its own")
+@router.post("/owner", response=NodeBatchOut, summary="Give nodes a new owner, each on its own")
 def nodes_owner(request, payload: NodeOwnerIn):
     results = operations.nodes_change_owner(
         node_ids=payload.node_ids, owner=payload.owner, by=request.auth, source="api"
@@ -301,7 +302,7 @@ def nodes_owner(request, payload: NodeOwnerIn):
     return {"results": [asdict(item) for item in results]}
 
 
-@router.post("/batch", response=BatchOut, summary="Pause or resume many nodes, each on its own")
+@router.post("/batch", response=NodeBatchOut, summary="Pause or resume many nodes, each on its own")
 def nodes_batch(request, payload: NodeBatchIn):
     results = operations.nodes_batch(
         ids=payload.ids, action=payload.action, by=request.auth, source="api"
@@ -311,21 +312,25 @@ def nodes_batch(request, payload: NodeBatchIn):
 
 @router.post(
     "/{int:node_id}/pause",
-    response=NodeDetailOut,
+    response={200: NodeDetailOut, **errors(409)},
     summary="Hold every pending and future instance of the node",
 )
 def node_pause(request, node_id: int):
     return _operated(request, node_id, operations.node_pause)
 
 
-@router.post("/{int:node_id}/resume", response=NodeDetailOut, summary="Release a paused node")
+@router.post(
+    "/{int:node_id}/resume",
+    response={200: NodeDetailOut, **errors(409)},
+    summary="Release a paused node",
+)
 def node_resume(request, node_id: int):
     return _operated(request, node_id, operations.node_resume)
 
 
 @router.post(
     "/{int:node_id}/offline",
-    response=NodeDetailOut,
+    response={200: NodeDetailOut, **errors(409)},
     summary="Take a node offline (refused while online nodes depend on it)",
 )
 def node_offline(request, node_id: int):
@@ -334,7 +339,7 @@ def node_offline(request, node_id: int):
 
 @router.post(
     "/{int:node_id}/run",
-    response={201: InstanceDetail},
+    response={201: InstanceDetail, **errors(409)},
     summary="Run a one-time node, or any dev node, now: answers the new instance",
 )
 def node_run(request, node_id: int, payload: NodeRunIn | None = None):
@@ -358,7 +363,11 @@ def _realtime_operated(request, node_id: int, operation) -> dict:
     return realtime_out(realtime_services.realtime_settings_get(node))
 
 
-@router.get("/{int:node_id}/realtime", response=RealtimeOut, summary="A realtime node's process")
+@router.get(
+    "/{int:node_id}/realtime",
+    response={200: RealtimeOut, **errors(409)},
+    summary="A realtime node's process (409: not a realtime node)",
+)
 def node_realtime(request, node_id: int):
     node = node_get(user=request.auth, node_id=node_id)
     return realtime_out(realtime_services.realtime_settings_get(node))
@@ -366,7 +375,7 @@ def node_realtime(request, node_id: int):
 
 @router.post(
     "/{int:node_id}/realtime/start",
-    response=RealtimeOut,
+    response={200: RealtimeOut, **errors(409)},
     summary="Start a stopped or failed realtime node (a supervisor runs its process)",
 )
 def node_realtime_start(request, node_id: int):
@@ -375,7 +384,7 @@ def node_realtime_start(request, node_id: int):
 
 @router.post(
     "/{int:node_id}/realtime/stop",
-    response=RealtimeOut,
+    response={200: RealtimeOut, **errors(409)},
     summary="Stop a realtime node: SIGTERM, then SIGKILL after the grace period",
 )
 def node_realtime_stop(request, node_id: int):
@@ -384,7 +393,7 @@ def node_realtime_stop(request, node_id: int):
 
 @router.post(
     "/{int:node_id}/realtime/resources",
-    response=RealtimeOut,
+    response={200: RealtimeOut, **errors(409)},
     summary="Change a realtime node's CPU, memory or restart limit (from its next start)",
 )
 def node_realtime_resources(request, node_id: int, payload: RealtimeResourcesIn):

@@ -5,10 +5,11 @@ staff create projects. A project one is not a member of answers 404.
 """
 
 from django.db.models import QuerySet
-from ninja import Query, Router, Schema, Status
+from ninja import Query, Router, Status
 
 from apps.core.errors import PermissionDenied
 from apps.core.pagination import keyset_page
+from apps.core.schemas import PageQuery, errors
 
 from . import services
 from .choices import Role
@@ -38,12 +39,7 @@ router = Router(tags=["projects"])
 SOURCE = "api"
 
 
-class ListQuery(Schema):
-    limit: int | None = None
-    cursor: str | None = None
-
-
-def _page(queryset: QuerySet, query: ListQuery, *, order_field: str) -> dict:
+def _page(queryset: QuerySet, query: PageQuery, *, order_field: str) -> dict:
     page = keyset_page(
         queryset, cursor=query.cursor, limit=query.limit, order_field=order_field, descending=False
     )
@@ -73,7 +69,7 @@ def _with_role(project: Project, user) -> Project:
 
 
 @router.get("", response=ProjectList, summary="Projects the caller is a member of")
-def project_list(request, query: Query[ListQuery]):
+def project_list(request, query: Query[PageQuery]):
     result = _page(projects_visible_to(request.user), query, order_field="code")
     if request.user.is_superuser:
         roles = {}
@@ -111,7 +107,12 @@ def project_update(request, code: str, payload: ProjectPatch):
     return _with_role(project, request.user)
 
 
-@router.delete("/{code}", response={204: None}, summary="Delete a project and its history (admin)")
+@router.delete(
+    "/{code}",
+    response={204: None, **errors(409)},
+    summary="Delete a project and its history (admin); 409 while something of it runs or "
+    "is being generated",
+)
 def project_delete(request, code: str):
     project = _project_for(request, code, Role.ADMIN)
     services.project_delete(project=project, user=request.user, source=SOURCE)
@@ -122,7 +123,7 @@ def project_delete(request, code: str):
 
 
 @router.get("/{code}/members", response=MemberList)
-def member_list(request, code: str, query: Query[ListQuery]):
+def member_list(request, code: str, query: Query[PageQuery]):
     project = _project_for(request, code)
     members = Membership.objects.filter(project=project).select_related("user")
     return _page(members, query, order_field="id")
@@ -157,7 +158,9 @@ def member_update(request, code: str, username: str, payload: MemberPatch):
 
 
 @router.delete(
-    "/{code}/members/{username}", response={204: None}, summary="Remove a member (admin)"
+    "/{code}/members/{username}",
+    response={204: None, **errors(409)},
+    summary="Remove a member (admin); 409 for the last admin",
 )
 def member_remove(request, code: str, username: str):
     project = _project_for(request, code, Role.ADMIN)
@@ -170,7 +173,7 @@ def member_remove(request, code: str, username: str):
 
 
 @router.get("/{code}/datasources", response=DatasourceList)
-def datasource_list(request, code: str, query: Query[ListQuery]):
+def datasource_list(request, code: str, query: Query[PageQuery]):
     project = _project_for(request, code)
     return _page(Datasource.objects.filter(project=project), query, order_field="name")
 
@@ -207,7 +210,9 @@ def datasource_update(request, code: str, name: str, payload: DatasourcePatch):
 
 
 @router.delete(
-    "/{code}/datasources/{name}", response={204: None}, summary="Delete a datasource (admin)"
+    "/{code}/datasources/{name}",
+    response={204: None, **errors(409)},
+    summary="Delete a datasource (admin); 409 while nodes use it",
 )
 def datasource_delete(request, code: str, name: str):
     project = _project_for(request, code, Role.ADMIN)
@@ -220,7 +225,7 @@ def datasource_delete(request, code: str, name: str):
 
 
 @router.get("/{code}/variables", response=VariableList)
-def variable_list(request, code: str, query: Query[ListQuery]):
+def variable_list(request, code: str, query: Query[PageQuery]):
     project = _project_for(request, code)
     return _page(Variable.objects.filter(project=project), query, order_field="name")
 

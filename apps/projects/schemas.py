@@ -4,19 +4,15 @@ import datetime
 from typing import Annotated
 
 from ninja import Field, Schema
-from pydantic import ConfigDict, PlainSerializer
+from pydantic import PlainSerializer
+
+from apps.core.schemas import InputSchema
 
 # ISO 8601 with an explicit offset ("+00:00", never "Z"), so every client parses it alike.
 IsoDateTime = Annotated[
     datetime.datetime,
     PlainSerializer(lambda value: value.isoformat(), return_type=str, when_used="unless-none"),
 ]
-
-
-class InputSchema(Schema):
-    """Input refuses unknown fields, so a typo is answered instead of silently ignored."""
-
-    model_config = ConfigDict(extra="forbid")
 
 
 # --- projects --------------------------------------------------------------------------

@@ -4,6 +4,7 @@ import datetime
 
 from ninja import Field, Schema
 
+from apps.core.schemas import InputSchema
 from apps.instances.models import Attempt
 
 from .models import RealtimeSettings
@@ -28,7 +29,7 @@ class RealtimeOut(Schema):
     finished_at: datetime.datetime | None
 
 
-class RealtimeResourcesIn(Schema):
+class RealtimeResourcesIn(InputSchema):
     cpu: float | None = None
     memory_mb: int | None = None
     restart_limit: int | None = None
