@@ -29,6 +29,9 @@ PIPELINES_DIR = Path(__file__).resolve().parent / "pipelines"
 # moment, so the demo does not sit waiting for the next hour's ingestion.
 PAST_DAY_DRAIN_SECONDS = 60.0
 TODAY_DRAIN_SECONDS = 3.0
+# The day (days before today) whose returns file arrives after the day ran: the latest
+# day of history, so a new user finds a failure to diagnose at once.
+LATE_RETURNS_OFFSET = 1
 
 # (username, role in the demo project, password). Passwords are printed by the command:
 # these are demo accounts, never for a real deployment.
@@ -100,11 +103,35 @@ def warehouse_seed(*, path: Path) -> None:
                 product_id INTEGER NOT NULL, quantity INTEGER NOT NULL
             );
             CREATE INDEX IF NOT EXISTS raw_orders_biz_date ON raw_orders (biz_date);
+            CREATE TABLE IF NOT EXISTS raw_returns (
+                biz_date TEXT NOT NULL, order_id TEXT NOT NULL, reason TEXT NOT NULL,
+                PRIMARY KEY (biz_date, order_id)
+            );
             """
         )
         db.executemany("INSERT OR IGNORE INTO raw_customers VALUES (?, ?, ?)", CUSTOMERS)
         db.executemany("INSERT OR IGNORE INTO raw_products VALUES (?, ?, ?, ?)", PRODUCTS)
     db.close()
+
+
+# The returns the partner reports for a day: (hour, number of the order in that hour,
+# reason), naming orders as ingest_orders does ("<bizdate>-<HH>-<i>").
+RETURNS = [(9, 2, "damaged"), (14, 1, "wrong item"), (20, 4, "changed mind")]
+
+
+def partner_returns_path(biz_date: datetime.date) -> Path:
+    return scratch_dir() / "partner_returns" / f"{biz_date:%Y%m%d}.csv"
+
+
+def partner_returns_write(*, biz_date: datetime.date) -> Path:
+    """The partner's returns file of `biz_date`, as load_returns reads it."""
+    path = partner_returns_path(biz_date)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = ["order_id,reason"] + [
+        f"{biz_date:%Y%m%d}-{hour:02d}-{number},{reason}" for hour, number, reason in RETURNS
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    return path
 
 
 def pipeline_specs(*, directory: Path = PIPELINES_DIR) -> list[dict]:
@@ -160,6 +187,10 @@ def demo_run(
     instances, then the dispatcher and executors really run them (drain). Yesterday's
     and older instances are due at once; today's run up to the current hour; tomorrow's
     are generated and left pending.
+
+    The latest past day is left with a failure to diagnose: the partner's returns file
+    of that day arrives only after the day ran, so load_returns fails (a real error in
+    its log), rpt_returns waits for it, and a rerun with downstream repairs it.
     """
     # Imported here: these modules import the whole scheduling core.
     from apps.instances.generation import generate
@@ -204,6 +235,10 @@ def demo_run(
     # would have been in production.
     for offset in range(days, -1, -1):
         run_date = today - datetime.timedelta(days=offset)
+        biz_date = run_date - datetime.timedelta(days=1)
+        late_returns = offset == LATE_RETURNS_OFFSET
+        if not late_returns:
+            partner_returns_write(biz_date=biz_date)
         generated = generate(
             run_date=run_date, cutoff=clock.now(), projects=[project], trigger="demo"
         )
@@ -211,6 +246,12 @@ def demo_run(
         result.days.append(run_date)
         log(f"{run_date}: generated {generated.instances_created} instances, running them")
         drain(timeout=TODAY_DRAIN_SECONDS if offset == 0 else PAST_DAY_DRAIN_SECONDS, log=log)
+        if late_returns and not partner_returns_path(biz_date).exists():
+            partner_returns_write(biz_date=biz_date)
+            log(
+                f"{run_date}: the partner's returns file of {biz_date} came late: "
+                "load_returns failed and rpt_returns waits; rerun it with downstream"
+            )
     tomorrow = today + datetime.timedelta(days=1)
     generated = generate(run_date=tomorrow, cutoff=clock.now(), projects=[project], trigger="demo")
     result.instances_created += generated.instances_created
