@@ -10,6 +10,7 @@ from django.test import Client
 from apps.accounts.models import ApiToken
 from apps.configuration.models import ResourceGroup
 from apps.projects.models import Membership, Project
+from tests.receivers import closed_port, http_receiver, smtp_server  # noqa: F401 (fixtures)
 
 
 def pytest_configure(config):

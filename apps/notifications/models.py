@@ -65,6 +65,11 @@ class Delivery(models.Model):
         related_name="deliveries",
     )
     channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="deliveries")
+    # Whose it is: the alert's project, else the channel's (a test). Who may see a
+    # delivery follows from it, with one indexed condition instead of joins.
+    project = models.ForeignKey(
+        "projects.Project", on_delete=models.CASCADE, null=True, blank=True, related_name="+"
+    )
     kind = models.CharField(max_length=16, choices=ChannelKind.choices)
     # Who it is for, in the channel's terms: an address, a phone number, or the
     # channel itself ("#channel") for robots and webhooks that post to a room.
@@ -82,6 +87,9 @@ class Delivery(models.Model):
     # The answer of the last try (HTTP status), when there was one.
     last_status = models.IntegerField(null=True, blank=True)
     next_try_at = models.DateTimeField(null=True, blank=True)
+    # When a task to send it was last put on the queue: the retry pass re-enqueues only
+    # what became due after that (or whose task was lost long ago).
+    queued_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField()
     sent_at = models.DateTimeField(null=True, blank=True)
 
@@ -90,6 +98,7 @@ class Delivery(models.Model):
             models.Index(fields=["-created_at", "-id"], name="delivery_created_idx"),
             models.Index(fields=["alert", "-id"], name="delivery_alert_idx"),
             models.Index(fields=["channel", "-id"], name="delivery_channel_idx"),
+            models.Index(fields=["project", "-id"], name="delivery_project_idx"),
             models.Index(
                 fields=["next_try_at"],
                 condition=Q(state="pending"),
