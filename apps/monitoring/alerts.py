@@ -189,7 +189,7 @@ def alerts_raise(hits: Iterable[Hit], *, now: datetime.datetime) -> list[Alert]:
         keys = [hit.key for hit in hits]
         open_alerts = {
             alert.dedup_key: alert
-            for alert in Alert.objects.select_for_update()
+            for alert in Alert.objects.select_for_update(of=("self",))
             .filter(dedup_key__in=keys, state__in=OPEN_STATES)
             .select_related("project")
         }
