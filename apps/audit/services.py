@@ -50,23 +50,21 @@ def operation_run(
 ) -> dict:
     """Every operation's frame: `authorize` (raises to refuse), then `change` (returns
     what to log, or raises to refuse) in one transaction with its log entry. A refusal
-    is logged too, outside the rolled-back transaction, and raised again."""
-    record = dict(
-        user=by,
-        source=source,
-        action=action,
-        object_type=object_type,
-        object_id=object_id,
-        project=project,
-    )
+    is logged too, outside the rolled-back transaction, and raised again.
+
+    `object_id` may be a callable read after `change` (a create learns its id only
+    then); a refused create is logged without one."""
+    record = dict(user=by, source=source, action=action, object_type=object_type, project=project)
     try:
         authorize()
         with transaction.atomic():
             detail = change()
-            operation_record(**record, detail=detail)
+            made_id = object_id() if callable(object_id) else object_id
+            operation_record(**record, object_id=made_id, detail=detail)
     except OpscenterError as exc:
         operation_record(
             **record,
+            object_id="" if callable(object_id) else object_id,
             detail=refused_detail() if refused_detail else {},
             result=Result.REFUSED,
             message=exc.detail,

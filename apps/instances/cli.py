@@ -2,12 +2,11 @@
 
 import datetime
 
-from django.contrib.auth import get_user_model
 from django.core.management.base import CommandError
 from django.utils import timezone
 
 from apps.core import clock
-from apps.core.cli import Subcommand
+from apps.core.cli import Subcommand, acting_user
 from apps.core.errors import OpscenterError
 from apps.projects.models import Project
 
@@ -137,23 +136,10 @@ def _instance_configure(parser) -> None:
     )
 
 
-def _acting_user(username: str):
-    User = get_user_model()
-    if username:
-        user = User.objects.filter(username=username, is_active=True).first()
-        if user is None:
-            raise CommandError(f"--as: unknown user {username!r}")
-        return user
-    user = User.objects.filter(is_superuser=True, is_active=True).order_by("id").first()
-    if user is None:
-        raise CommandError("no superuser to act as: create one, or name a user with --as")
-    return user
-
-
 def _instance_run(command, options: dict) -> None:
     if options["downstream"] and options["action"] != "rerun":
         raise CommandError("--downstream: only for rerun")
-    user = _acting_user(options["as_user"])
+    user = acting_user(options["as_user"])
     operation = INSTANCE_ACTIONS[options["action"]]
     extra = {"downstream": True} if options["downstream"] else {}
     refused = 0

@@ -30,6 +30,10 @@ def _error(field: str, message: str) -> dict:
     return {"field": field, "message": message}
 
 
+def _is_id(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
 def validate_scope(project, scope) -> list[dict]:
     if not isinstance(scope, dict):
         return [_error("scope", "an object with a kind")]
@@ -38,9 +42,11 @@ def validate_scope(project, scope) -> list[dict]:
         return []
     if kind == ScopeKind.NODES:
         ids = scope.get("nodes")
-        if not isinstance(ids, list) or not ids or not all(isinstance(i, int) for i in ids):
+        if not isinstance(ids, list) or not ids or not all(_is_id(i) for i in ids):
             return [_error("scope.nodes", "a non-empty list of node ids")]
-        found = set(Node.objects.filter(pk__in=ids, project=project).values_list("pk", flat=True))
+        # An id beyond a 64-bit column names no node (and SQLite refuses to compare it).
+        asked = [i for i in ids if i < 2**63]
+        found = set(Node.objects.filter(pk__in=asked, project=project).values_list("pk", flat=True))
         missing = [i for i in ids if i not in found]
         if missing:
             return [

@@ -12,8 +12,10 @@ from apps.core.cli import Subcommand
 from apps.core.errors import OpscenterError
 
 CLI_MODULES = [
+    "apps.core.encryption_cli",
     "apps.nodes.cli",
     "apps.instances.cli",
+    "apps.monitoring.cli",
     "apps.realtime.cli",
     "apps.accounts.cli",
     "apps.demo.cli",
