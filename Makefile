@@ -20,11 +20,17 @@ else
 XDIST := -n $(PYTEST_WORKERS)
 endif
 
+# opscenter refuses to start in production settings (DEBUG off) without SECRET_KEY and
+# OPSCENTER_ENCRYPTION_KEY. Setting up and benchmarking run on keys of their own unless
+# the environment gives some; tests bring theirs (pyproject.toml), the demo makes its own.
+DEV_KEYS := SECRET_KEY="$${SECRET_KEY:-opscenter-make-development-key}" \
+	OPSCENTER_ENCRYPTION_KEY="$${OPSCENTER_ENCRYPTION_KEY:-N0RBM2kHXc3UgP-ZOOmy8D1sQgsfcfYq0zSfpZfVbOA=}"
+
 .PHONY: setup demo test bench lint format clean
 
 setup: $(VENV)/.installed node_modules/.installed
-	$(PY) manage.py migrate --noinput
-	$(PY) manage.py collectstatic --noinput -v 0
+	$(DEV_KEYS) $(PY) manage.py migrate --noinput
+	$(DEV_KEYS) $(PY) manage.py collectstatic --noinput -v 0
 
 # Stamp files keep a repeated `make setup` fast: pip and npm run again only when
 # pyproject.toml or package-lock.json changed.
@@ -46,7 +52,7 @@ test: setup
 # Benchmarks of issue 5 on PostgreSQL (DATABASE_URL when it names PostgreSQL, else
 # opscenter_bench on 127.0.0.1): a fresh database each run, one table of results.
 bench: setup
-	$(PY) -m bench $(BENCH_ARGS)
+	$(DEV_KEYS) $(PY) -m bench $(BENCH_ARGS)
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .

@@ -4,6 +4,8 @@ import os
 from pathlib import Path
 
 import dj_database_url
+from cryptography.fernet import Fernet
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -25,7 +27,16 @@ def envlist(name: str, default: str = "") -> list[str]:
 
 
 DEBUG = envbool("DEBUG", False)
-SECRET_KEY = os.environ.get("SECRET_KEY", "opscenter-insecure-development-key-change-me")
+# Development (DEBUG on) may run on the built-in key; production refuses to start with it:
+# whoever knows it could forge sessions and password-reset links.
+DEVELOPMENT_SECRET_KEY = "opscenter-insecure-development-key-change-me"
+SECRET_KEY = os.environ.get("SECRET_KEY") or DEVELOPMENT_SECRET_KEY
+if not DEBUG and SECRET_KEY == DEVELOPMENT_SECRET_KEY:
+    raise ImproperlyConfigured(
+        "SECRET_KEY is not set: opscenter will not run in production (DEBUG off) with its "
+        "built-in development key. Set SECRET_KEY to a long random value, e.g. the output of "
+        "`python -c 'import secrets; print(secrets.token_urlsafe(50))'`, or DEBUG=1 to develop."
+    )
 ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver")
 CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS")
 
@@ -112,6 +123,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     }
     # Tests start worker subprocesses that must see the same database: a file, not memory.
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test_opscenter.sqlite3")}
+else:
+    # A database that is down answers at once (refused); one that is unreachable must not
+    # hold a worker's heartbeat for the operating system's TCP timeout.
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault(
+        "connect_timeout", envint("DB_CONNECT_TIMEOUT", 5)
+    )
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -202,6 +219,9 @@ OPSCENTER_GROUP_QUEUES = dict(
 # the attempt's worker is declared lost.
 OPSCENTER_HEARTBEAT_SECONDS = envfloat("OPSCENTER_HEARTBEAT_SECONDS", 5)
 OPSCENTER_HEARTBEAT_TIMEOUT = envfloat("OPSCENTER_HEARTBEAT_TIMEOUT", 60)
+# A queued instance that no worker has taken after this long (its task was lost with a
+# crashed cluster) is handed out again by the dispatcher.
+OPSCENTER_QUEUED_TIMEOUT_SECONDS = envfloat("OPSCENTER_QUEUED_TIMEOUT_SECONDS", 300)
 # How often the dispatcher loop looks for instances whose time has come.
 OPSCENTER_TICK_SECONDS = envfloat("OPSCENTER_TICK_SECONDS", 2)
 # Virtual instances (which run nothing) go to workers in batches of up to this many, one
@@ -211,8 +231,32 @@ OPSCENTER_VIRTUAL_BATCH = envint("OPSCENTER_VIRTUAL_BATCH", 50)
 OPSCENTER_MONITOR_POLL_SECONDS = envfloat("OPSCENTER_MONITOR_POLL_SECONDS", 1)
 # Seconds a stopped process gets between SIGTERM and SIGKILL.
 OPSCENTER_KILL_GRACE_SECONDS = envfloat("OPSCENTER_KILL_GRACE_SECONDS", 5)
-# Key that encrypts datasource passwords at rest (defaults to one derived from SECRET_KEY).
-OPSCENTER_ENCRYPTION_KEY = os.environ.get("OPSCENTER_ENCRYPTION_KEY", "")
+# Keys that encrypt secrets at rest (datasource passwords, channel secrets), apart from
+# SECRET_KEY: comma-separated Fernet keys, the newest first. The newest encrypts; every one
+# decrypts, so a new key goes in front and `opscenter encryption rotate` re-encrypts what
+# is stored, after which the old ones can go. Required in production; development (DEBUG
+# on) without it uses a key derived from SECRET_KEY.
+OPSCENTER_ENCRYPTION_KEYS = envlist("OPSCENTER_ENCRYPTION_KEY")
+for _number, _key in enumerate(OPSCENTER_ENCRYPTION_KEYS, start=1):
+    try:
+        Fernet(_key)
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"OPSCENTER_ENCRYPTION_KEY: key {_number} is not a Fernet key (32 url-safe "
+            "base64-encoded bytes; make one with `python -c 'from cryptography.fernet import "
+            "Fernet; print(Fernet.generate_key().decode())'`)"
+        ) from None
+if not DEBUG and not OPSCENTER_ENCRYPTION_KEYS:
+    raise ImproperlyConfigured(
+        "OPSCENTER_ENCRYPTION_KEY is not set: in production (DEBUG off) secrets are encrypted "
+        "with a key of their own, not one derived from SECRET_KEY. Make one with `python -c "
+        "'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'`; "
+        "secrets stored before are re-encrypted with it by `opscenter encryption rotate`."
+    )
+# Attempts (their scripts and every process they start) run as this unprivileged OS user
+# when set; the worker must then run as root (it switches user for each attempt). Empty:
+# attempts run as the worker's own user.
+OPSCENTER_RUN_AS = os.environ.get("OPSCENTER_RUN_AS", "").strip()
 # Where opscenter's pages are reached from outside: notifications link to them.
 OPSCENTER_BASE_URL = os.environ.get("OPSCENTER_BASE_URL", "http://localhost:8000")
 # Notification deliveries: seconds before the first retry (doubling each time), tries in
