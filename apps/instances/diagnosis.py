@@ -13,6 +13,7 @@ own project's timezone.
 import datetime
 from dataclasses import asdict, dataclass, field
 
+from django.conf import settings
 from django.db.models import Q
 
 from apps.core import clock
@@ -117,6 +118,8 @@ def diagnose(instance: Instance, *, now: datetime.datetime | None = None, viewer
     """Every reason `instance` is not running now (none for a started or finished one).
     With `viewer`, instances of projects that user does not see are not named."""
     now = now or clock.now()
+    if instance.state == InstanceState.QUEUED and (overdue := _queued_overdue(instance, now)):
+        return overdue
     if instance.state != InstanceState.PENDING:
         return Diagnosis(instance=instance.pk, state=instance.state, summary=_not_pending(instance))
     names = _Names(_visible_project_ids(viewer))
@@ -161,6 +164,34 @@ def _visible_project_ids(viewer) -> set[int] | None:
     if viewer is None or viewer.is_superuser:
         return None
     return set(projects_visible_to(viewer).values_list("id", flat=True))
+
+
+def _queued_overdue(instance: Instance, now: datetime.datetime) -> Diagnosis | None:
+    """A queued instance no worker has taken in time: its task was probably lost with a
+    crashed cluster, and the dispatcher hands it out again (dispatcher.requeue_overdue)."""
+    if instance.queued_at is None:
+        return None
+    waited = round((now - instance.queued_at).total_seconds(), 1)
+    timeout = float(settings.OPSCENTER_QUEUED_TIMEOUT_SECONDS)
+    if waited <= timeout:
+        return None
+    return Diagnosis(
+        instance=instance.pk,
+        state=instance.state,
+        summary=(
+            f"queued for {waited:g}s: overdue, no worker has taken it within "
+            f"OPSCENTER_QUEUED_TIMEOUT_SECONDS ({timeout:g}s); is a worker cluster of "
+            f"resource group {instance.resource_group.name!r} running? "
+            "The next dispatcher pass hands it out again"
+        ),
+        notes=[
+            Note(
+                kind="queued_overdue",
+                message="no worker has taken its task in time",
+                detail={"queued_seconds": waited, "timeout_seconds": timeout},
+            )
+        ],
+    )
 
 
 def _not_pending(instance: Instance) -> str:

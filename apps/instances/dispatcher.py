@@ -81,6 +81,7 @@ class TickResult:
     queued: list[int] = field(default_factory=list)
     skipped: int = 0
     reaped: int = 0
+    requeued: int = 0
 
     @property
     def started(self) -> int:
@@ -175,6 +176,7 @@ def tick(
         scope = scope.filter(pk__in=only_ids)
     else:
         result.reaped = reap_lost_attempts(now=now)
+        result.requeued = len(requeue_overdue(now=now))
         # Move running backfills' windows on before choosing what may start.
         from apps.backfills.services import backfills_refresh_running
 
@@ -328,6 +330,21 @@ def wait_reasons_refresh(*, scope: QuerySet[Instance], now: datetime.datetime) -
         Instance.objects.filter(pk__in=queryset.exclude(wait_reason=reason).values("pk")).update(
             wait_reason=reason
         )
+
+
+# --- lost tasks ------------------------------------------------------------------------
+
+
+def requeue_overdue(*, now: datetime.datetime) -> list[int]:
+    """Queued instances that no worker has taken within OPSCENTER_QUEUED_TIMEOUT_SECONDS go
+    back to pending, and this pass queues them again (with a new task). Their task was
+    lost: a cluster killed with tasks taken from the broker leaves no attempt whose
+    heartbeat could expire, and the broker keeps the task locked for a day."""
+    before = now - datetime.timedelta(seconds=settings.OPSCENTER_QUEUED_TIMEOUT_SECONDS)
+    requeued = states.queued_overdue_requeue(before=before, now=now)
+    if requeued:
+        logger.warning("queued instances no worker took handed out again: %s", requeued)
+    return requeued
 
 
 # --- lost workers ---------------------------------------------------------------------

@@ -7,6 +7,7 @@ also writes an InstanceEvent (from, to, attempt, cause, time) in the same transa
 the record of every change and the outbox that monitoring reads.
 
     pending -> queued -> running -> succeeded | failed | stopped
+    queued -> pending (no worker took its task in time: handed out again)
     pending (dry run, node offline) -> skipped
     queued -> succeeded (a virtual instance: nothing to run)
     running -> pending (retry after its interval)
@@ -40,6 +41,7 @@ TRANSITIONS: frozenset[tuple[str, str]] = frozenset(
         (S.PENDING, S.QUEUED),
         (S.PENDING, S.SKIPPED),
         (S.QUEUED, S.RUNNING),
+        (S.QUEUED, S.PENDING),
         (S.QUEUED, S.SUCCEEDED),
         (S.RUNNING, S.SUCCEEDED),
         (S.RUNNING, S.FAILED),
@@ -145,6 +147,24 @@ def instances_queue(*, ids: list[int], now: datetime.datetime) -> int:
             queued_at=now,
             wait_reason="",
         )
+    )
+
+
+def queued_overdue_requeue(*, before: datetime.datetime, now: datetime.datetime) -> list[int]:
+    """queued -> pending for the instances queued before `before` that no worker has taken:
+    their task was lost (a cluster killed after taking it from the broker), so the
+    dispatcher hands them out again. The condition on queued_at makes it once: a second
+    dispatcher finds them queued anew. Should the lost task still reach a worker, it and
+    the new one race for attempt_start, which only one of them wins."""
+    overdue = Instance.objects.filter(state=S.QUEUED, queued_at__lt=before)
+    return move(
+        ids=list(overdue.values_list("pk", flat=True)),
+        from_states=[S.QUEUED],
+        to_state=S.PENDING,
+        now=now,
+        cause="requeue",
+        where=Q(queued_at__lt=before),
+        queued_at=None,
     )
 
 
