@@ -229,6 +229,8 @@ OPSCENTER_TICK_SECONDS = envfloat("OPSCENTER_TICK_SECONDS", 2)
 OPSCENTER_VIRTUAL_BATCH = envint("OPSCENTER_VIRTUAL_BATCH", 50)
 # How often the monitor loop reads the instance event outbox (failures, successes).
 OPSCENTER_MONITOR_POLL_SECONDS = envfloat("OPSCENTER_MONITOR_POLL_SECONDS", 1)
+# Days the processed instance events (the record of every state change) are kept.
+OPSCENTER_EVENT_RETENTION_DAYS = envint("OPSCENTER_EVENT_RETENTION_DAYS", 14)
 # Seconds a stopped process gets between SIGTERM and SIGKILL.
 OPSCENTER_KILL_GRACE_SECONDS = envfloat("OPSCENTER_KILL_GRACE_SECONDS", 5)
 # Keys that encrypt secrets at rest (datasource passwords, channel secrets), apart from

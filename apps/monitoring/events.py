@@ -9,6 +9,7 @@ rolls back and the events are claimed again)."""
 import datetime
 from collections import defaultdict
 
+from django.conf import settings
 from django.db import connection, transaction
 
 from apps.instances.choices import InstanceState
@@ -136,6 +137,20 @@ def events_consume(*, now: datetime.datetime, limit: int = BATCH) -> int:
         _handle(events, now=now)
         InstanceEvent.objects.filter(pk__in=[e["id"] for e in events]).update(processed_at=now)
     return len(events)
+
+
+def events_prune(*, now: datetime.datetime, limit: int = 50_000) -> int:
+    """Processed events older than OPSCENTER_EVENT_RETENTION_DAYS go, a bounded number
+    per pass (the outbox keeps only its recent record: attempts keep the rest)."""
+    before = now - datetime.timedelta(days=settings.OPSCENTER_EVENT_RETENTION_DAYS)
+    old = list(
+        InstanceEvent.objects.filter(processed_at__isnull=False, at__lt=before)
+        .order_by("id")
+        .values_list("id", flat=True)[:limit]
+    )
+    for start in range(0, len(old), 5000):
+        InstanceEvent.objects.filter(pk__in=old[start : start + 5000]).delete()
+    return len(old)
 
 
 def _handle(events: list[dict], *, now: datetime.datetime) -> None:

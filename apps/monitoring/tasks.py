@@ -30,6 +30,7 @@ def monitor_pass() -> dict:
         "time_alerts": timepass.time_triggers_check(now=now),
         "escalated": len(alerts.alerts_escalate(now=now)),
         "deliveries_retried": notifications.deliveries_retry_due(now=now),
+        "events_pruned": events.events_prune(now=now),
     }
 
 
