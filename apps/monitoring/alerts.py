@@ -139,6 +139,7 @@ def _send(
     now: datetime.datetime,
     suppressed: bool = False,
     channels_by_id: dict[int, Channel] | None = None,
+    recipients: Sequence[notifications.Recipient] | None = None,
 ) -> None:
     if channels_by_id is None:
         channels = list(Channel.objects.filter(pk__in=list(channel_ids), enabled=True))
@@ -150,7 +151,7 @@ def _send(
         alert_id=alert.pk,
         message=_message(alert, event, what),
         channels=channels,
-        recipients=notifications.recipients_of(usernames),
+        recipients=recipients if recipients is not None else notifications.recipients_of(usernames),
         suppressed=suppressed,
         now=now,
     )
@@ -168,12 +169,19 @@ class _RuleContext:
         self.channels = {c.pk: c for c in rule.channels.all() if c.enabled}
         self.muted = rules.muted(rule, now, rule.project.tz)
         self._names: dict[str | None, list[str]] = {}
+        self._recipients: dict[tuple[str, ...], list[notifications.Recipient]] = {}
         self.now = now
 
     def usernames(self, owner: str | None) -> list[str]:
         if owner not in self._names:
             self._names[owner] = usernames_for(self.rule.recipients, owner=owner, now=self.now)
         return self._names[owner]
+
+    def recipients(self, usernames: Sequence[str]) -> list[notifications.Recipient]:
+        key = tuple(usernames)
+        if key not in self._recipients:
+            self._recipients[key] = notifications.recipients_of(usernames)
+        return self._recipients[key]
 
 
 def alerts_raise(hits: Iterable[Hit], *, now: datetime.datetime) -> list[Alert]:
@@ -256,6 +264,7 @@ def _fire(hit: Hit, context: _RuleContext, *, now: datetime.datetime) -> Alert:
         event="fired",
         what=hit.what,
         usernames=usernames,
+        recipients=context.recipients(usernames),
         channel_ids=context.channel_ids,
         channels_by_id=context.channels,
         now=now,
@@ -306,6 +315,7 @@ def _repeat(alert: Alert, hit: Hit, context: _RuleContext, *, now: datetime.date
             event="repeated",
             what=hit.what,
             usernames=alert.recipients,
+            recipients=context.recipients(alert.recipients),
             channel_ids=context.channel_ids,
             channels_by_id=context.channels,
             now=now,
