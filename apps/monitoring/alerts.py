@@ -15,7 +15,7 @@ from django.urls import reverse
 
 from apps.audit.services import operation_run
 from apps.core import clock
-from apps.core.errors import Conflict
+from apps.core.errors import Conflict, PermissionDenied
 from apps.notifications import services as notifications
 from apps.notifications.models import Channel
 from apps.projects.choices import Role
@@ -418,7 +418,7 @@ def _operate(*, alert: Alert, by, source: str, action: str, comment: str, change
     def authorize() -> None:
         if alert.project_id is None:
             if not by.is_superuser:
-                raise Conflict("only a superuser acts on a system alert")
+                raise PermissionDenied("only a superuser acts on a system alert")
             return
         require_role(by, alert.project, Role.OPERATOR)
 

@@ -94,7 +94,19 @@ def _alert_run(command, options: dict) -> None:
         raise CommandError(f"{refused} of {len(results)} refused")
 
 
+def _monitor_run(command, options: dict) -> None:
+    from .tasks import monitor_pass
+
+    result = monitor_pass()
+    command.stdout.write(", ".join(f"{name.replace('_', ' ')}: {n}" for name, n in result.items()))
+
+
 COMMANDS = {
+    "monitor": Subcommand(
+        help="one monitor pass, as the schedule runs it: the state changes not yet handled "
+        "(failures, successes), time rules, escalation, deliveries due for a retry",
+        run=_monitor_run,
+    ),
     "alerts": Subcommand(
         help="alerts, the most recently active first: id, state, severity, count, last time, title",
         run=_alerts_run,

@@ -437,3 +437,17 @@ def test_migrate_creates_the_monitor_schedule(db):
     schedule = Schedule.objects.get(name="monitor")
     assert schedule.func == "apps.monitoring.tasks.monitor_loop"
     assert (schedule.schedule_type, schedule.minutes, schedule.repeats) == (Schedule.MINUTES, 1, -1)
+
+
+def test_the_monitor_command_runs_one_pass(project, users, webhook):
+    import io
+
+    from django.core.management import call_command
+
+    rule_create(project, webhook)
+    instance = instance_create(node_create(project, "a", owner=users["alice"]), SCHEDULED)
+    fail(running_attempt(instance, T0), T0)
+    out = io.StringIO()
+    call_command("opscenter", "monitor", stdout=out)
+    assert "events: 3" in out.getvalue()
+    assert Alert.objects.filter(instance=instance, state="firing").count() == 1
