@@ -176,6 +176,62 @@ def demo_project_setup() -> Project:
     return project
 
 
+def demo_monitoring_setup(project: Project) -> None:
+    """What watches the demo: an on-call rotation, an email channel (Django's email
+    backend: the console unless EMAIL_BACKEND says otherwise) and two rules — failures
+    of any node to its owner and whoever is on call, and the daily report late at 09:00."""
+    from apps.monitoring.models import MonitorRule, OnCallSchedule
+    from apps.monitoring.rules import validate_rule
+    from apps.nodes.models import Node
+    from apps.notifications.models import Channel
+
+    on_call, _ = OnCallSchedule.objects.get_or_create(
+        name="demo-ops",
+        defaults=dict(
+            project=project,
+            users=["oscar", "dana"],
+            period="weekly",
+            handover=datetime.time(9, 0),
+            start_date=datetime.date(2026, 1, 5),
+            timezone=project.timezone,
+        ),
+    )
+    channel, _ = Channel.objects.get_or_create(
+        project=project,
+        name="ops-email",
+        defaults=dict(kind="email", config={"to": ["data-ops@example.com"]}),
+    )
+    report = Node.objects.filter(project=project, name="rpt_daily_sales", env="prod").first()
+    wanted = [
+        dict(
+            name="Failures",
+            scope={"kind": "project"},
+            triggers=[{"type": "failure"}, {"type": "retries_exhausted"}],
+            recipients={"owner": True, "on_call": on_call.name},
+            dedup_minutes=30,
+            mute_windows=[],
+            escalate_after_minutes=30,
+            escalate_to={"users": ["oscar"]},
+        ),
+        dict(
+            name="Daily report late",
+            scope={"kind": "nodes", "nodes": [report.pk]} if report else {"kind": "project"},
+            triggers=[{"type": "unfinished_by", "time": "09:00"}],
+            recipients={"owner": True},
+            dedup_minutes=60,
+            mute_windows=[],
+        ),
+    ]
+    for values in wanted:
+        errors = validate_rule(project, values)
+        if errors:  # the demo's own data: a mistake here is a bug
+            raise ValidationFailed("demo monitoring rule", errors)
+        rule, _ = MonitorRule.objects.get_or_create(
+            project=project, name=values["name"], defaults=values
+        )
+        rule.channels.add(channel)
+
+
 def demo_run(
     *,
     days: int = 3,
@@ -256,4 +312,10 @@ def demo_run(
     generated = generate(run_date=tomorrow, cutoff=clock.now(), projects=[project], trigger="demo")
     result.instances_created += generated.instances_created
     log(f"{tomorrow}: generated {generated.instances_created} instances (pending)")
+    # The monitor reads what the history's runs recorded, as the cluster's schedule would.
+    demo_monitoring_setup(project)
+    from apps.monitoring.tasks import monitor_pass
+
+    passed = monitor_pass()
+    log(f"monitor: {passed['events']} state changes read, alerts raised from them")
     return result

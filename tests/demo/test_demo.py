@@ -10,6 +10,7 @@ from apps.instances.models import Attempt, GenerationRun, Instance, InstanceDepe
 from apps.instances.operations import instance_rerun
 from apps.instances.selectors import attempt_log
 from apps.instances.worker import drain
+from apps.monitoring.models import Alert
 from apps.monitoring.selectors import overview_get
 from apps.nodes.models import Node, NodeVersion
 from apps.projects.models import Membership, Project
@@ -156,12 +157,20 @@ def test_demo_history_has_a_failure_to_diagnose_and_repair(var_dir, users):
     assert [rank.node_name for rank in overview.failure_ranking] == ["load_returns"]
     assert waiting in overview.waiting_longest
 
+    # The monitor paged about it: a firing alert for the failed instance.
+    alert = Alert.objects.get(instance=failed, trigger="retries_exhausted")
+    assert alert.state == "firing" and alert.rule.name == "Failures"
+    assert alert.deliveries.filter(kind="email").exists()
+
     # The file has arrived since: a rerun with downstream repairs the branch.
     instance_rerun(instance=failed, by=users["root"], source="ui", downstream=True)
     drain(timeout=30)
     failed.refresh_from_db()
     waiting.refresh_from_db()
     assert (failed.state, waiting.state) == ("succeeded", "succeeded")
+    call_command("opscenter", "monitor", stdout=StringIO())
+    alert.refresh_from_db()
+    assert alert.state == "resolved" and alert.resolved_by is None
     with sqlite3.connect(var_dir / "demo_warehouse.sqlite3") as db:
         returns = db.execute(
             "SELECT count(*) FROM raw_returns WHERE biz_date = ?", (history_date.isoformat(),)
