@@ -13,4 +13,5 @@ urlpatterns = [
     path("overview/", include("apps.monitoring.urls")),
     path("nodes/", include("apps.nodes.urls")),
     path("backfills/", include("apps.backfills.urls")),
+    path("notifications/", include("apps.notifications.urls")),
 ]

@@ -1,4 +1,5 @@
 import hashlib
+import re
 import secrets
 
 from django.conf import settings
@@ -34,6 +35,10 @@ class ApiToken(models.Model):
             user=user, name=name, prefix=key[:10], key_hash=cls.hash_key(key)
         )
         return token, key
+
+
+# A phone number as people write it: digits with an optional +, spaces, dots, dashes, ().
+PHONE_RE = re.compile(r"^\+?[0-9][0-9 ().-]{2,30}$")
 
 
 class Profile(models.Model):

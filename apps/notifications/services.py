@@ -479,6 +479,15 @@ def _check_channel(
     return clean
 
 
+def channel_check(*, project: Project | None, fields: dict, current: Channel | None = None) -> dict:
+    """The channel's stored values (name, kind, config, enabled, encrypted secrets, and
+    `secrets_changed`) after applying `fields`, or ValidationFailed naming every field."""
+    errors = FieldErrors()
+    clean = _check_channel(errors, project=project, fields=fields, current=current)
+    _raise_if(errors)
+    return clean
+
+
 def _raise_if(errors: FieldErrors) -> None:
     if errors:
         names = ", ".join(dict.fromkeys(e["field"] for e in errors.items))

@@ -20,6 +20,7 @@ BADGE_CHOICES = {
     "wait": "apps.instances.choices.WaitReason",
     "result": "apps.audit.choices.Result",
     "node": "apps.nodes.choices.NodeStatus",
+    "delivery": "apps.notifications.choices.DeliveryState",
 }
 
 # The main navigation. An entry shows once its page exists (its URL name resolves), so

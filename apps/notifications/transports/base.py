@@ -8,12 +8,12 @@ from datetime import datetime
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
+from apps.accounts.models import PHONE_RE
+
 from ..messages import Recipient
 
 # An HTTP header name (RFC 9110 token).
 HEADER_NAME_RE = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}$")
-# A phone number as people write it: digits with an optional +, spaces, dots, dashes, ().
-PHONE_RE = re.compile(r"^\+?[0-9][0-9 ().-]{2,30}$")
 MAX_URL = 2000
 
 
