@@ -12,14 +12,14 @@ conditional update, so two dispatchers never start one instance twice. Queued in
 are handed to the group's django-q2 queue after the transaction commits.
 """
 
+import contextlib
 import datetime
 import logging
-import os
-import signal
 import socket
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+import psutil
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Exists, F, OuterRef, Q, QuerySet, Value
@@ -31,6 +31,8 @@ from apps.core import clock
 
 from . import states
 from .choices import ACTIVE, DONE_FOR_DOWNSTREAM, InstanceState, WaitReason
+from .executors.process import SUBREAPER
+from .executors.subreaper import WORKER_GONE_SIGNAL
 from .models import Attempt, Instance, InstanceDependency
 
 logger = logging.getLogger(__name__)
@@ -175,7 +177,7 @@ def tick(
             return result
         scope = scope.filter(pk__in=only_ids)
     else:
-        result.reaped = reap_lost_attempts(now=now)
+        result.reaped = len(reap_lost_attempts(now=now))
         result.requeued = len(requeue_overdue(now=now))
         # Move running backfills' windows on before choosing what may start.
         from apps.backfills.services import backfills_refresh_running
@@ -350,45 +352,126 @@ def requeue_overdue(*, now: datetime.datetime) -> list[int]:
 # --- lost workers ---------------------------------------------------------------------
 
 
-def kill_orphaned_tree(attempt: Attempt) -> None:
-    """The attempt's own process dies with its worker, but what it started may live on.
-    Its process group is killed when the reaper runs on the same machine; on another
-    machine the group is left to that machine (the attempt's pid is in its record)."""
-    if not attempt.pid or attempt.worker.rsplit(":", 1)[0] != socket.gethostname():
-        return
+def _on_this_host(attempt: Attempt) -> bool:
+    return attempt.worker.rsplit(":", 1)[0] == socket.gethostname()
+
+
+def worker_alive(attempt: Attempt) -> bool:
+    """Whether the worker process of `attempt`, on this machine, still lives (a process
+    that took its pid after the attempt started is not it)."""
     try:
-        os.killpg(attempt.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
+        proc = psutil.Process(int(attempt.worker.rsplit(":", 1)[1]))
+        return (
+            proc.status() != psutil.STATUS_ZOMBIE
+            and proc.create_time() <= attempt.started_at.timestamp() + 1
+        )
+    except (psutil.Error, ValueError, IndexError):
+        return False
+
+
+def _subreaper_of(attempt: Attempt) -> psutil.Process | None:
+    """The living subreaper of `attempt` on this machine (see executors/subreaper.py), or
+    None: it exits only when no process of the attempt is left."""
+    if not attempt.pid:
+        return None
+    try:
+        proc = psutil.Process(attempt.pid)
+        cmdline = proc.cmdline()
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return None
+    except psutil.Error:
+        return None
+    if str(SUBREAPER) in cmdline and f"attempt-{attempt.pk}" in cmdline:
+        return proc
+    return None  # the pid is another process's now
+
+
+def kill_orphaned_tree(attempt: Attempt, *, wait_seconds: float = 2.0) -> bool:
+    """Make sure nothing of `attempt` runs on this machine any more. Its subreaper is told
+    that its worker is gone (it SIGKILLs every process of the attempt and exits); one that
+    does not within `wait_seconds` is killed from here, its descendants first. True once
+    nothing is left; False while something may still live, and for an attempt of another
+    machine, which its own subreaper cleans up when its worker dies."""
+    if not _on_this_host(attempt):
+        return False
+    proc = _subreaper_of(attempt)
+    if proc is None:
+        return True
+    try:
+        proc.send_signal(WORKER_GONE_SIGNAL)
+        proc.wait(timeout=wait_seconds)
+    except psutil.TimeoutExpired:
+        try:
+            tree = [*proc.children(recursive=True), proc]
+        except psutil.Error:
+            tree = [proc]
+        for member in tree:
+            with contextlib.suppress(psutil.Error):
+                member.kill()
+        psutil.wait_procs(tree, timeout=wait_seconds)
+    except psutil.Error:
         pass
+    return _subreaper_of(attempt) is None
 
 
-def reap_lost_attempts(*, now: datetime.datetime) -> int:
-    """Attempts whose worker stopped heartbeating (killed, machine gone) are failed and
-    their instances retried or failed; never left running."""
+def reap_lost_attempts(*, now: datetime.datetime, only_here: bool = False) -> list[int]:
+    """Attempts whose worker is gone are failed and their instances retried or failed
+    (answers those instances): never left running, and never retried while a process of
+    theirs may still live.
+
+    A worker on this machine is known gone as soon as its process is: every dispatcher
+    pass looks, and so does every worker a cluster (re)starts (`only_here`, see
+    signals.worker_spawned), a fraction of a second after a worker is killed. Its attempt
+    is declared lost once its subreaper, and so every process of it, is gone. A worker
+    elsewhere is known gone when its heartbeat is OPSCENTER_HEARTBEAT_TIMEOUT old: by then
+    its subreaper has killed the attempt's processes (they die with their worker), and a
+    worker that could not reach the database that long has stopped them itself
+    (worker.AttemptWatch)."""
     limit = now - datetime.timedelta(seconds=settings.OPSCENTER_HEARTBEAT_TIMEOUT)
-    # Realtime attempts belong to the realtime supervisor, which takes over its own.
+    here = Q(worker__startswith=f"{socket.gethostname()}:")
     lost = (
-        Attempt.objects.filter(state="running", heartbeat_at__lt=limit)
+        Attempt.objects.filter(state="running")
+        .filter(here if only_here else here | Q(heartbeat_at__lt=limit))
+        # Realtime attempts belong to the realtime supervisor, which takes over its own.
         .exclude(instance__kind="realtime")
         .select_related("instance__version")
     )
-    reaped = 0
+    reaped = []
     for attempt in lost:
+        stale = attempt.heartbeat_at is None or attempt.heartbeat_at < limit
+        if _on_this_host(attempt):
+            if worker_alive(attempt) and not stale:
+                continue
+            if not kill_orphaned_tree(attempt):
+                continue  # still dying: the next look declares it
+            reason = (
+                f"worker {attempt.worker} lost: no heartbeat since {_iso(attempt.heartbeat_at)}"
+                if stale
+                else f"worker {attempt.worker} lost: its process died"
+            )
+        elif stale:
+            reason = f"worker {attempt.worker or '?'} lost: no heartbeat since {_iso(attempt.heartbeat_at)}"
+        else:
+            continue
         spec = attempt.instance.version.spec
         new_state = states.attempt_lost(
             attempt=attempt,
             retries=int(spec.get("retries") or 0),
             retry_interval_seconds=float(spec.get("retry_interval_seconds") or 0),
             now=now,
+            reason=reason,
         )
         if new_state is not None:
-            reaped += 1
-            kill_orphaned_tree(attempt)
+            reaped.append(attempt.instance_id)
             logger.warning(
-                "attempt %s of instance %s lost (worker %s): instance now %s",
+                "attempt %s of instance %s: %s; instance now %s",
                 attempt.number,
                 attempt.instance_id,
-                attempt.worker,
+                reason,
                 new_state,
             )
     return reaped
+
+
+def _iso(moment: datetime.datetime | None) -> str:
+    return moment.isoformat() if moment else "the start"

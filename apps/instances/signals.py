@@ -1,7 +1,12 @@
-"""Keep opscenter's django-q2 schedules in step with the projects and the database."""
+"""Keep opscenter's django-q2 schedules in step with the projects and the database, and
+notice workers that died as soon as their cluster replaces them."""
 
+import logging
+
+from django.db import connection
 from django.db.models.signals import post_delete, post_migrate, post_save
 from django.dispatch import receiver
+from django_q.signals import post_spawn
 
 from apps.projects.models import Project
 
@@ -27,3 +32,26 @@ def migrated(sender, app_config=None, **kwargs) -> None:
         from .tasks import schedules_ensure
 
         schedules_ensure()
+
+
+logger = logging.getLogger(__name__)
+
+
+@receiver(post_spawn, dispatch_uid="instances.reap_dead_workers")
+def worker_spawned(sender, proc_name: str = "", **kwargs) -> None:
+    """A django-q2 cluster starts a worker process when it starts and when one of its
+    workers died (within half a second): the new worker first fails the attempts of dead
+    workers on this machine (once their processes are gone) and starts their retries,
+    instead of leaving them to the heartbeat timeout. Never keeps the worker from starting."""
+    from apps.core import clock
+
+    from . import dispatcher
+
+    try:
+        retried = dispatcher.reap_lost_attempts(now=clock.now(), only_here=True)
+        if retried:
+            dispatcher.tick(only_ids=retried)
+    except Exception:
+        logger.exception("looking for attempts of dead workers failed")
+    finally:
+        connection.close()

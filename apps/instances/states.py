@@ -393,10 +393,16 @@ def instance_stop_running(*, instance_id: int, now: datetime.datetime) -> bool:
 
 
 def attempt_lost(
-    *, attempt: Attempt, retries: int, retry_interval_seconds: float, now: datetime.datetime
+    *,
+    attempt: Attempt,
+    retries: int,
+    retry_interval_seconds: float,
+    now: datetime.datetime,
+    reason: str = "",
 ) -> str | None:
-    """The reaper's transition for an attempt whose worker stopped heartbeating: the
-    attempt failed ("worker lost"); the instance retries or fails like any failure."""
+    """The reaper's transition for an attempt whose worker is gone (stopped heartbeating,
+    or its process died): the attempt failed ("worker lost"); the instance retries or
+    fails like any failure."""
     seen = attempt.heartbeat_at
     with transaction.atomic():
         # Claim the attempt only if its heartbeat did not move since we looked.
@@ -409,7 +415,8 @@ def attempt_lost(
         attempt=attempt,
         result=AttemptOutcome(
             outcome="lost",
-            reason=f"worker {attempt.worker or '?'} lost: no heartbeat since "
+            reason=reason
+            or f"worker {attempt.worker or '?'} lost: no heartbeat since "
             f"{seen.isoformat() if seen else 'the start'}",
         ),
         retries=retries,

@@ -373,7 +373,9 @@ def _execute(request: RunRequest, attempt: Attempt, log: AttemptLog) -> states.A
         Attempt.objects.filter(pk=attempt.pk).update(pid=pid)
 
     try:
-        result = execute(request, log=log.write, tick=watch, on_start=on_start)
+        result = execute(
+            request, log=log.write, tick=watch, on_start=on_start, tag=f"attempt-{attempt.pk}"
+        )
     except Exception as exc:  # an executor bug must not leave the instance running
         logger.exception("executor failed for attempt %s", attempt.pk)
         return states.AttemptOutcome(outcome="failed", reason=f"executor error: {exc}")

@@ -331,7 +331,9 @@ class Supervisor:
             Attempt.objects.filter(pk=attempt.pk).update(pid=pid)
 
         try:
-            result = execute(request, log=log.write, tick=watch, on_start=on_start)
+            result = execute(
+                request, log=log.write, tick=watch, on_start=on_start, tag=f"attempt-{attempt.pk}"
+            )
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
         if watch.stop_reason:

@@ -149,11 +149,11 @@ def test_environment_has_request_env_but_not_worker_secrets(tmp_path, monkeypatc
     assert "pw-value" not in log
 
 
-def test_on_start_gets_the_pid_of_the_process(tmp_path):
+def test_on_start_gets_the_pid_of_the_subreaper_that_holds_the_tree(tmp_path):
     started = []
-    result, log = run("shell", "echo pid=$$\n", tmp_path, on_start=started.append)
+    result, log = run("shell", "echo parent=$PPID\n", tmp_path, on_start=started.append)
     assert result.outcome == "succeeded"
-    assert f"pid={started[0]}" in log
+    assert f"parent={started[0]}" in log
 
 
 def test_virtual_runs_nothing_and_succeeds(tmp_path):

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .base import FAILED, STOPPED, SUCCEEDED, TIMED_OUT, Outcome, RunRequest, RunResult
-from .process import Command, note, run_command
+from .process import Command, RunAsRefused, note, run_as, run_command
 
 __all__ = [
     "FAILED",
@@ -26,7 +26,9 @@ __all__ = [
     "Outcome",
     "RunRequest",
     "RunResult",
+    "RunAsRefused",
     "execute",
+    "run_as",
 ]
 
 # The project root, so `python -m apps.instances.executors.<runner>` imports from any cwd.
@@ -47,8 +49,11 @@ def execute(
     tick: Callable[[], bool],
     on_start: Callable[[int], None] | None = None,
     kill_grace_seconds: float | None = None,
+    tag: str = "",
 ) -> RunResult:
     """Run one attempt to its end; `log` gets text (whole lines), `tick` ~5 times a second.
+    The command runs as settings.OPSCENTER_RUN_AS when that is set; `tag` names the run in
+    its subreaper's command line (see process.run_command).
 
     `kill_grace_seconds` overrides settings.OPSCENTER_KILL_GRACE_SECONDS (tests).
     """
@@ -59,8 +64,9 @@ def execute(
     try:
         if build is None:
             raise Refused(f"unknown node type {request.node_type!r}")
+        user = run_as()
         command = build(request)
-    except Refused as exc:
+    except (Refused, RunAsRefused) as exc:
         log(note(str(exc)))
         return RunResult(FAILED, None, 0.0, 0.0, str(exc))
     return run_command(
@@ -70,6 +76,8 @@ def execute(
         tick=tick,
         on_start=on_start,
         kill_grace_seconds=kill_grace_seconds,
+        user=user,
+        tag=tag,
     )
 
 

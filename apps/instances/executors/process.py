@@ -1,22 +1,31 @@
 """Run one command as a supervised process tree.
 
-The command gets its own session (process group), dies with the worker
-(PR_SET_PDEATHSIG on Linux) and an environment marker that every descendant
-inherits. While it runs, one loop on the caller's thread reads its merged
-output, hands complete lines to `log`, samples the whole tree with psutil
-(memory, CPU), enforces the timeout and asks `tick` whether to stop. Everything
-happens on the caller's thread, so `log` and `tick` may use the database.
+The command runs under a subreaper of its own (subreaper.py, one small process per
+command): every process it starts stays below it, even one whose parent exited or that
+started a session of its own, and it all dies with the worker (the subreaper notices at
+once: its control pipe closes, or the kernel's parent-death signal). The subreaper is
+started with an empty environment and gets the command (its environment, its stdin, the
+OS user to run as) on its control pipe; it exits only when no process of the command is
+left. While it runs, one loop on the caller's thread reads the merged output, hands
+complete lines to `log`, samples the whole tree with psutil (memory, CPU), enforces the
+timeout and asks `tick` whether to stop. Everything happens on the caller's thread, so
+`log` and `tick` may use the database.
 
-Killing is always of the whole tree: the process group, every descendant seen so
-far (also ones that started their own session or were re-parented) and every
-process still carrying the marker; SIGTERM first, SIGKILL after the grace
-period. Leftover background processes of a command that exited are killed the
-same way, so an attempt never leaves anything running.
+Killing is always of the whole tree: the subreaper gets SIGTERM and sends it on to every
+process below it, SIGKILL after the grace period, and exits when all are gone. Should it
+not (killed from outside), the worker kills every descendant it saw and every process
+still carrying the run's environment marker. Leftover background processes of a command
+that exited are killed the same way, so an attempt never leaves anything running.
+
+With settings.OPSCENTER_RUN_AS the command runs as that unprivileged OS user (the worker
+must be root): the work directory is handed to it, and the worker's processes, whose
+environment holds its secrets, are root's and unreadable to the command.
 """
 
 import codecs
-import ctypes
+import json
 import os
+import pwd
 import select
 import signal
 import subprocess
@@ -40,8 +49,9 @@ MAX_PENDING_CHARS = 64 * 1024
 RUN_MARKER = "OPSCENTER_RUN_ID"
 
 _STATUS_LOST = -1  # never a real wait status
-_PR_SET_PDEATHSIG = 1
-_libc = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
+SUBREAPER = Path(__file__).with_name("subreaper.py")
+# How long the subreaper may take beyond the grace period to be done with the tree.
+SUBREAPER_MARGIN_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -50,6 +60,56 @@ class Command:
     cwd: Path
     env: dict[str, str]
     stdin: bytes | None = None  # written then closed; None: /dev/null
+
+
+@dataclass(frozen=True)
+class RunAs:
+    """The unprivileged OS user commands run as (settings.OPSCENTER_RUN_AS)."""
+
+    name: str
+    uid: int
+    gid: int
+    home: str
+
+
+class RunAsRefused(Exception):
+    """OPSCENTER_RUN_AS names a user commands cannot be run as from this process."""
+
+
+def run_as(name: str | None = None) -> RunAs | None:
+    """The user to run commands as: `name`, else settings.OPSCENTER_RUN_AS; None to run
+    them as this process's own user. Refuses an unknown user, root, and a worker that
+    cannot switch user (not root)."""
+    if name is None:
+        from django.conf import settings
+
+        name = settings.OPSCENTER_RUN_AS
+    if not name:
+        return None
+    try:
+        entry = pwd.getpwnam(name)
+    except KeyError:
+        raise RunAsRefused(f"OPSCENTER_RUN_AS: there is no OS user {name!r}") from None
+    if entry.pw_uid == 0:
+        raise RunAsRefused(f"OPSCENTER_RUN_AS: {name!r} is root; name an unprivileged user")
+    if entry.pw_uid == os.geteuid():
+        return None  # already that user
+    if os.geteuid() != 0:
+        raise RunAsRefused(
+            f"OPSCENTER_RUN_AS={name}: the worker runs as uid {os.geteuid()}, not root, "
+            "so it cannot run commands as another user; start the workers as root or "
+            "unset OPSCENTER_RUN_AS"
+        )
+    return RunAs(name=name, uid=entry.pw_uid, gid=entry.pw_gid, home=entry.pw_dir)
+
+
+def _hand_over(directory: Path, user: RunAs) -> None:
+    """The command's work directory (and the script in it) belongs to its user."""
+    for root, dirs, files in os.walk(directory):
+        for name in [*dirs, *files]:
+            os.chown(os.path.join(root, name), user.uid, user.gid, follow_symlinks=False)
+    os.chown(directory, user.uid, user.gid)
+    directory.chmod(0o700)
 
 
 def note(text: str) -> str:
@@ -65,22 +125,41 @@ def run_command(
     tick: Callable[[], bool],
     on_start: Callable[[int], None] | None = None,
     kill_grace_seconds: float | None = None,
+    user: RunAs | None = None,
+    tag: str = "",
 ) -> RunResult:
+    """Run `command` (as `user`) to its end. `on_start` gets the pid of its subreaper, the
+    process that holds the whole tree; `tag` names the run in the subreaper's command line
+    (an attempt's "attempt-<id>"), so a reaper can tell it from a process that reused its
+    pid."""
     if kill_grace_seconds is None:
         from django.conf import settings
 
         kill_grace_seconds = float(settings.OPSCENTER_KILL_GRACE_SECONDS)
     marker = uuid.uuid4().hex
+    env = {**command.env, RUN_MARKER: marker}
+    if user is not None:
+        env.update(HOME=user.home, USER=user.name, LOGNAME=user.name)
+    spec = {
+        "argv": command.argv,
+        "cwd": str(command.cwd),
+        "env": env,
+        "stdin": command.stdin.decode() if command.stdin is not None else None,
+        "user": user.__dict__ if user is not None else None,
+        "grace": kill_grace_seconds,
+        "parent": os.getpid(),
+    }
     try:
+        if user is not None:
+            _hand_over(Path(command.cwd), user)
         proc = subprocess.Popen(
-            command.argv,
-            cwd=command.cwd,
-            env={**command.env, RUN_MARKER: marker},
-            stdin=subprocess.PIPE if command.stdin is not None else subprocess.DEVNULL,
+            [sys.executable, "-I", str(SUBREAPER), tag or marker],
+            cwd="/",
+            env={},  # nothing of the worker's: a command may read its parent's environment
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=_die_with_parent(os.getpid()),
         )
     except OSError as exc:
         log(note(f"could not start {command.argv[0]}: {exc}"))
@@ -89,7 +168,7 @@ def run_command(
     try:
         if on_start is not None:
             on_start(proc.pid)
-        run.feed_stdin(command.stdin)
+        run.send_spec(spec)
         return run.supervise(timeout_seconds, tick)
     except BaseException:
         # A failing callback (or an interrupt) must never leave the tree running; the
@@ -100,17 +179,6 @@ def run_command(
         raise
     finally:
         run.close()
-
-
-def _die_with_parent(parent_pid: int) -> Callable[[], None]:
-    def preexec() -> None:
-        if _libc is not None:
-            _libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
-        # The worker may have died between fork and prctl: then nobody would kill us.
-        if os.getppid() != parent_pid:
-            os._exit(1)
-
-    return preexec
 
 
 class _Run:
@@ -163,6 +231,8 @@ class _Run:
             next_check = now + POLL_SECONDS
         self.reap(block=True)
         if outcome is None:
+            # The subreaper killed what the command left behind; only something it did not
+            # see (it was killed from outside) can be left.
             leftovers = [p for p in self.collect() if p.pid != self.proc.pid]
             if leftovers:
                 pids = ", ".join(str(p.pid) for p in leftovers)
@@ -184,18 +254,14 @@ class _Run:
             self.flush(note(f"{outcome.replace('_', ' ')}; exit status {exit_code}"))
         return RunResult(outcome, exit_code, self.cpu_seconds(), self.peak_memory_mb(), reason)
 
-    def feed_stdin(self, data: bytes | None) -> None:
-        if data is None:
-            return
+    def send_spec(self, spec: dict) -> None:
+        """The command, on the subreaper's control pipe; the pipe then stays open: its
+        closing (this process's death) tells the subreaper to kill everything."""
         try:
-            self.proc.stdin.write(data)
+            self.proc.stdin.write(json.dumps(spec).encode() + b"\n")
+            self.proc.stdin.flush()
         except BrokenPipeError:
-            pass  # it died before reading; its exit status tells why
-        finally:
-            try:
-                self.proc.stdin.close()
-            except BrokenPipeError:
-                pass
+            pass  # it died at once; its exit status tells why
 
     def reap(self, block: bool = False) -> bool:
         """True once the root process has exited; keeps its status and rusage."""
@@ -273,6 +339,8 @@ class _Run:
     def sample(self) -> None:
         rss = 0
         for proc in self.tree():
+            if proc.pid == self.proc.pid:
+                continue  # the subreaper: not the command's memory or CPU
             try:
                 with proc.oneshot():
                     memory = proc.memory_info().rss
@@ -323,22 +391,22 @@ class _Run:
         return ", ".join(str(p.pid) for p in self.collect()) or str(self.proc.pid)
 
     def kill_tree(self, tick: Callable[[], bool] | None) -> None:
-        """SIGTERM the whole tree, wait up to the grace period, SIGKILL what is left."""
-        targets = self.collect()
-        self.signal_all(targets, signal.SIGTERM)
-        deadline = time.monotonic() + self.grace
-        next_tick = time.monotonic() + POLL_SECONDS
-        while time.monotonic() < deadline:
-            targets = [p for p in targets if _alive(p)]
-            if not targets:
-                break
-            self.pump(until=min(deadline, time.monotonic() + 0.05))
-            if tick is not None and time.monotonic() >= next_tick:
-                tick()  # keeps the heartbeat going; we are stopping already
-                next_tick = time.monotonic() + POLL_SECONDS
-        # Collect again: something may have started a process while dying.
-        everyone = {p.pid: p for p in targets} | {p.pid: p for p in self.collect()}
-        survivors = [p for p in everyone.values() if _alive(p)]
+        """SIGTERM the whole tree, SIGKILL what is left after the grace period. The
+        subreaper does it and exits when nothing is left; should it not, every process
+        still seen (or carrying the marker) gets SIGKILL from here."""
+        if not self.reap():
+            try:
+                self.proc.send_signal(signal.SIGTERM)
+            except OSError:
+                pass
+            deadline = time.monotonic() + self.grace + SUBREAPER_MARGIN_SECONDS
+            next_tick = time.monotonic() + POLL_SECONDS
+            while not self.reap() and time.monotonic() < deadline:
+                self.pump(until=min(deadline, time.monotonic() + 0.05))
+                if tick is not None and time.monotonic() >= next_tick:
+                    tick()  # keeps the heartbeat going; we are stopping already
+                    next_tick = time.monotonic() + POLL_SECONDS
+        survivors = [p for p in self.collect() if p.pid != self.proc.pid or not self.reap()]
         if survivors:
             pids = ", ".join(str(p.pid) for p in survivors)
             self.flush(note(f"still running after {self.grace:g}s grace: SIGKILL (pids {pids})"))
@@ -347,6 +415,7 @@ class _Run:
             deadline = time.monotonic() + 5
             while any(_alive(p) for p in survivors) and time.monotonic() < deadline:
                 self.pump(until=time.monotonic() + 0.02)
+                self.reap()
 
     def signal_all(self, procs: list[psutil.Process], sig: int) -> None:
         if self.status is None:
