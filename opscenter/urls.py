@@ -14,4 +14,5 @@ urlpatterns = [
     path("nodes/", include("apps.nodes.urls")),
     path("backfills/", include("apps.backfills.urls")),
     path("notifications/", include("apps.notifications.urls")),
+    path("alerts/", include("apps.monitoring.alert_urls")),
 ]

@@ -8,12 +8,26 @@ their project's timezone, i.e. the recurring instances scheduled today (SPEC: bi
 is the scheduled date minus one day), plus one-time runs and backfills of that date.
 The run trend and the failure ranking are per biz date too, so every number links to
 an instance list filtered by that biz date.
+
+Alerts are incidents with a time, not a biz date: the open ones are counted by severity
+(with the latest few), and the alert ranking counts the alerts raised in the period's
+last `days` days per node.
 """
 
 import datetime
 from dataclasses import dataclass, field
 
-from django.db.models import Avg, Count, DurationField, ExpressionWrapper, F, Max, Q, QuerySet
+from django.db.models import (
+    Avg,
+    Count,
+    DurationField,
+    ExpressionWrapper,
+    F,
+    Max,
+    Q,
+    QuerySet,
+    Sum,
+)
 
 from apps.core import clock
 from apps.core.errors import ValidationFailed
@@ -22,10 +36,15 @@ from apps.instances.models import Instance
 from apps.projects.models import Project
 from apps.projects.selectors import projects_visible_to
 
+from .choices import OPEN_STATES, AlertState, Severity
+from .models import Alert
+
 TREND_PERIODS = (7, 30)
 DEFAULT_PERIOD = 7
 # How many rows the ranking and the two "longest" lists show.
 LIST_LIMIT = 10
+# How many of the newest open alerts the overview lists.
+OPEN_ALERTS_SHOWN = 5
 
 
 @dataclass
@@ -64,6 +83,32 @@ class FailureRank:
 
 
 @dataclass
+class OpenAlerts:
+    """Alerts still open (firing or acknowledged), by severity, and the newest few."""
+
+    by_severity: dict[str, int] = field(default_factory=lambda: dict.fromkeys(Severity.values, 0))
+    firing: int = 0
+    acknowledged: int = 0
+    latest: list[Alert] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        return self.firing + self.acknowledged
+
+
+@dataclass
+class AlertRank:
+    node_id: int
+    node_name: str
+    project_code: str
+    project_timezone: str
+    alerts: int  # alerts raised in the period
+    occurrences: int  # with their repeats
+    open: int  # of them still open
+    last_at: datetime.datetime | None
+
+
+@dataclass
 class Overview:
     now: datetime.datetime
     projects: list[Project]
@@ -75,6 +120,10 @@ class Overview:
     failure_ranking: list[FailureRank]
     longest_running: list[Instance] = field(default_factory=list)
     waiting_longest: list[Instance] = field(default_factory=list)
+    open_alerts: OpenAlerts = field(default_factory=OpenAlerts)
+    alert_ranking: list[AlertRank] = field(default_factory=list)
+    # Alerts raised since this moment are ranked: the last `days` days.
+    alerts_since: datetime.datetime | None = None
 
     @property
     def active(self) -> bool:
@@ -133,6 +182,7 @@ def overview_get(
         today=_today([], {}),
         trend=_fill_trend(start, end, {}),
         failure_ranking=[],
+        alerts_since=now - datetime.timedelta(days=days),
     )
     if not projects:
         return overview
@@ -150,6 +200,12 @@ def overview_get(
             "scheduled_at", "id"
         )[:LIST_LIMIT]
     )
+    in_scope = Q(project_id__in=list(today_by_project))
+    if project is None and getattr(user, "is_superuser", False):
+        in_scope |= Q(project__isnull=True)  # system alerts: a superuser's
+    alerts = Alert.objects.filter(in_scope)
+    overview.open_alerts = _open_alerts(alerts)
+    overview.alert_ranking = _alert_ranking(alerts, overview.alerts_since)
     return overview
 
 
@@ -249,6 +305,53 @@ def _failure_ranking(
             project_timezone=row["project__timezone"],
             failures=row["failures"],
             last_failed_at=row["last_failed_at"],
+        )
+        for row in rows
+    ]
+
+
+def _open_alerts(alerts: QuerySet[Alert]) -> OpenAlerts:
+    summary = OpenAlerts()
+    open_alerts = alerts.filter(state__in=OPEN_STATES)
+    for row in open_alerts.values("severity", "state").annotate(n=Count("id")).order_by():
+        summary.by_severity[row["severity"]] = (
+            summary.by_severity.get(row["severity"], 0) + row["n"]
+        )
+        if row["state"] == AlertState.FIRING:
+            summary.firing += row["n"]
+        else:
+            summary.acknowledged += row["n"]
+    if summary.total:
+        summary.latest = list(
+            open_alerts.select_related("project", "node").order_by("-last_at", "-id")[
+                :OPEN_ALERTS_SHOWN
+            ]
+        )
+    return summary
+
+
+def _alert_ranking(alerts: QuerySet[Alert], since: datetime.datetime) -> list[AlertRank]:
+    rows = (
+        alerts.filter(first_at__gte=since, node__isnull=False)
+        .values("node_id", "node__name", "project__code", "project__timezone")
+        .annotate(
+            alerts=Count("id"),
+            occurrences=Sum("count"),
+            open=Count("id", filter=Q(state__in=OPEN_STATES)),
+            last_at=Max("last_at"),
+        )
+        .order_by("-alerts", "-occurrences", "node__name", "node_id")[:LIST_LIMIT]
+    )
+    return [
+        AlertRank(
+            node_id=row["node_id"],
+            node_name=row["node__name"],
+            project_code=row["project__code"],
+            project_timezone=row["project__timezone"],
+            alerts=row["alerts"],
+            occurrences=row["occurrences"] or 0,
+            open=row["open"],
+            last_at=row["last_at"],
         )
         for row in rows
     ]

@@ -11,6 +11,7 @@ from apps.core.errors import ValidationFailed
 from apps.core.htmx import render_page_or_partial, stop_polling, triggered_by
 from apps.instances.choices import InstanceKind, InstanceState, WaitReason
 
+from .choices import Severity
 from .selectors import (
     DEFAULT_PERIOD,
     TREND_PERIODS,
@@ -59,6 +60,7 @@ def overview(request):
             for i in data.waiting_longest
         ],
         "chart_data": _chart_data(data),
+        "severity_tiles": _severity_tiles(data),
         "live_id": LIVE_ID,
         "live_poll_seconds": LIVE_POLL_SECONDS,
     }
@@ -131,6 +133,19 @@ def _today_rows(data) -> list[dict]:
             }
         )
     return rows
+
+
+def _severity_tiles(data) -> list[dict]:
+    """Open alerts per severity, each linking to the alerts page showing exactly those."""
+    url = reverse("alerts:list")
+    return [
+        {
+            "severity": severity.value,
+            "count": data.open_alerts.by_severity.get(severity.value, 0),
+            "url": f"{url}?{urlencode({'state': 'open', 'severity': severity.value})}",
+        }
+        for severity in Severity
+    ]
 
 
 def _chart_data(data) -> dict:

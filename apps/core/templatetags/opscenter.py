@@ -20,16 +20,20 @@ BADGE_CHOICES = {
     "wait": "apps.instances.choices.WaitReason",
     "result": "apps.audit.choices.Result",
     "node": "apps.nodes.choices.NodeStatus",
+    "alert": "apps.monitoring.choices.AlertState",
+    "severity": "apps.monitoring.choices.Severity",
     "delivery": "apps.notifications.choices.DeliveryState",
 }
 
 # The main navigation. An entry shows once its page exists (its URL name resolves), so
-# a new section only has to register its URLs to appear here.
+# a new section only has to register its URLs to appear here. A third element names a
+# template rendered inside the entry (a live badge).
 NAV_ITEMS = [
     ("Overview", "overview:index"),
     ("Instances", "instances:list"),
     ("Nodes", "nodes:list"),
     ("Backfill", "backfills:list"),
+    ("Alerts", "alerts:list", "alerts/_nav_badge.html"),
     ("Monitoring", "monitoring:index"),
 ]
 
@@ -92,10 +96,17 @@ def nav_items(context) -> list[dict]:
     match = getattr(request, "resolver_match", None)
     current = match.namespace if match else ""
     items = []
-    for label, name in NAV_ITEMS:
+    for label, name, *badge in NAV_ITEMS:
         try:
             url = reverse(name)
         except NoReverseMatch:
             continue
-        items.append({"label": label, "url": url, "active": name.split(":")[0] == current})
+        items.append(
+            {
+                "label": label,
+                "url": url,
+                "active": name.split(":")[0] == current,
+                "badge": badge[0] if badge else "",
+            }
+        )
     return items
