@@ -1,12 +1,11 @@
 """django-q2 tasks of the instances app. Thin: parse, call a service."""
 
 import datetime
-import time
 
 from django.conf import settings
 from django.db import close_old_connections
 
-from apps.core import clock
+from apps.core import clock, loops
 
 from . import dispatcher, generation, worker
 
@@ -29,30 +28,36 @@ def run_instances(instance_ids: list[int]) -> None:
     worker.run_instances(instance_ids)
 
 
-def dispatcher_loop(seconds: float = 55.0) -> dict:
+DISPATCHER_SCHEDULE = "dispatcher"
+
+
+def dispatcher_loop(seconds: float = loops.MAX_SECONDS) -> dict:
     """The "dispatcher" schedule starts this every minute: it passes over the instances
-    every OPSCENTER_TICK_SECONDS for about a minute, so instances whose time (scheduled or
-    retry) comes start within seconds. Finishing instances start their children
-    themselves; this loop is for time, retries, operator actions and lost workers."""
-    deadline = time.monotonic() + seconds
+    every OPSCENTER_TICK_SECONDS until the next minute's run has started and takes over
+    (apps.core.loops), so passes never pause however late the scheduler starts a run, and
+    instances whose time (scheduled or retry) comes start within a tick. Finishing
+    instances start their children themselves; this loop is for time, retries, operator
+    actions and lost workers. `seconds` bounds a run that nothing relieves."""
     totals = {"passes": 0, "queued": 0, "skipped": 0, "reaped": 0}
+
+    def one_pass() -> None:
+        result = dispatcher.tick()
+        totals["queued"] += result.started
+        totals["skipped"] += result.skipped
+        totals["reaped"] += result.reaped
+
     try:
-        while True:
-            result = dispatcher.tick()
-            totals["passes"] += 1
-            totals["queued"] += result.started
-            totals["skipped"] += result.skipped
-            totals["reaped"] += result.reaped
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            time.sleep(min(settings.OPSCENTER_TICK_SECONDS, remaining))
+        run = loops.loop_run(
+            name=DISPATCHER_SCHEDULE,
+            one_pass=one_pass,
+            every_seconds=settings.OPSCENTER_TICK_SECONDS,
+            max_seconds=seconds,
+        )
+        totals["passes"] = run.passes
+        totals["handed_over"] = run.handed_over
         return totals
     finally:
         close_old_connections()
-
-
-DISPATCHER_SCHEDULE = "dispatcher"
 
 
 def schedules_ensure() -> None:

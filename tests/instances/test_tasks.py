@@ -4,6 +4,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django_q.models import OrmQ, Schedule
 
+from apps.core import loops
 from apps.instances import tasks
 from apps.instances.models import Attempt, Instance
 from tests.factories import instance_create, node_create
@@ -43,7 +44,7 @@ def test_dispatcher_loop_hands_due_instances_to_their_group_queue(project, users
     assert [(t.key, t.task["args"]) for t in queued] == [("default", (instance.pk,))]
 
 
-def test_dispatcher_loop_passes_every_tick_seconds_until_its_time_is_up(monkeypatch, settings):
+def test_dispatcher_loop_passes_every_tick_seconds_until_its_time_is_up(monkeypatch, settings, db):
     """A fake clock: each pass and each sleep advance it, so the count is exact."""
     settings.OPSCENTER_TICK_SECONDS = 2
     moments = {"now": 0.0}
@@ -54,14 +55,35 @@ def test_dispatcher_loop_passes_every_tick_seconds_until_its_time_is_up(monkeypa
         return type("R", (), {"started": 0, "skipped": 0, "reaped": 0})()
 
     monkeypatch.setattr(tasks.dispatcher, "tick", fake_tick)
-    monkeypatch.setattr(tasks.time, "monotonic", lambda: moments["now"])
-    monkeypatch.setattr(tasks.time, "sleep", lambda s: moments.update(now=moments["now"] + s))
-    monkeypatch.setattr(tasks, "close_old_connections", lambda: None)
+    monkeypatch.setattr(loops.time, "monotonic", lambda: moments["now"])
+    monkeypatch.setattr(loops.time, "sleep", lambda s: moments.update(now=moments["now"] + s))
 
     totals = tasks.dispatcher_loop(seconds=7)
 
     assert passes == [0, 2, 4, 6, 7]
-    assert totals["passes"] == 5
+    assert (totals["passes"], totals["handed_over"]) == (5, False)
+
+
+def test_dispatcher_loop_runs_until_the_next_run_takes_over(monkeypatch, settings, db):
+    settings.OPSCENTER_TICK_SECONDS = 2
+    moments = {"now": 0.0}
+    passes = []
+
+    def fake_tick():
+        passes.append(moments["now"])
+        if moments["now"] == 80:  # the next minute's run starts, late
+            loops.turn_take(name=tasks.DISPATCHER_SCHEDULE)
+        return type("R", (), {"started": 0, "skipped": 0, "reaped": 0})()
+
+    monkeypatch.setattr(tasks.dispatcher, "tick", fake_tick)
+    monkeypatch.setattr(loops.time, "monotonic", lambda: moments["now"])
+    monkeypatch.setattr(loops.time, "sleep", lambda s: moments.update(now=moments["now"] + s))
+
+    totals = tasks.dispatcher_loop()
+
+    # Past the minute, until the run that relieves it has started; not a pass more.
+    assert passes == [float(t) for t in range(0, 81, 2)]
+    assert (totals["passes"], totals["handed_over"]) == (41, True)
 
 
 @pytest.mark.django_db(transaction=True)
