@@ -56,12 +56,14 @@ def profile_update(*, user, fields: dict, source: str = "ui") -> Profile:
         names = ", ".join(dict.fromkeys(e["field"] for e in errors))
         raise ValidationFailed(f"invalid profile: {names}", errors)
     with transaction.atomic():
-        profile = Profile.of(user)
+        profile = Profile.objects.filter(user=user).first() or Profile(user=user)
         changed = [k for k, v in clean.items() if k != "email" and getattr(profile, k) != v]
         for key in changed:
             setattr(profile, key, clean[key])
-        if changed:
+        if changed and profile.pk:
             profile.save(update_fields=changed)
+        elif changed:
+            profile.save()
         if "email" in clean and clean["email"] != user.email:
             user.email = clean["email"]
             user.save(update_fields=["email"])

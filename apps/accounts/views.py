@@ -13,7 +13,8 @@ from .services import PROFILE_FIELDS, profile_update
 @login_required
 def profile(request):
     """GET: the form; POST: save it (422 with the errors next to their fields)."""
-    current = Profile.of(request.user)
+    # Read only: a profile row is made when there is something to keep in it.
+    current = Profile.objects.filter(user=request.user).first() or Profile(user=request.user)
     values = {name: getattr(current, name, "") for name in PROFILE_FIELDS if name != "email"}
     values["email"] = request.user.email
     errors: list[dict] = []

@@ -20,6 +20,7 @@ def test_profile_page_shows_and_saves_contact_details(client, users):
     client.force_login(users["olga"])
     html = client.get("/account/profile/").content.decode()
     assert 'value="olga@example.com"' in html and 'name="slack_id"' in html
+    assert not Profile.objects.exists()  # reading makes no row
     response = client.post(
         "/account/profile/",
         {
