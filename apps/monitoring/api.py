@@ -62,6 +62,36 @@ class WaitingOut(Schema):
     waiting_seconds: float
 
 
+class OpenAlertOut(Schema):
+    id: int
+    project: str | None
+    severity: str
+    state: str
+    title: str
+    node: int | None
+    instance: int | None
+    count: int
+    last_at: datetime.datetime
+
+
+class OpenAlertsOut(Schema):
+    total: int
+    firing: int
+    acknowledged: int
+    by_severity: dict[str, int]
+    latest: list[OpenAlertOut]
+
+
+class AlertRankOut(Schema):
+    node: int
+    node_name: str
+    project: str
+    alerts: int
+    occurrences: int
+    open: int
+    last_at: datetime.datetime | None
+
+
 class OverviewOut(Schema):
     generated_at: datetime.datetime
     projects: list[str]
@@ -73,6 +103,9 @@ class OverviewOut(Schema):
     failure_ranking: list[FailureRankOut]
     longest_running: list[RunningOut]
     waiting_longest: list[WaitingOut]
+    open_alerts: OpenAlertsOut
+    alert_ranking: list[AlertRankOut]
+    alerts_since: datetime.datetime | None
 
 
 def overview_out(overview: Overview) -> dict:
@@ -144,6 +177,51 @@ def overview_out(overview: Overview) -> dict:
             }
             for i in overview.waiting_longest
         ],
+        **_alerts_out(overview),
+    }
+
+
+def _alerts_out(overview: Overview) -> dict:
+    """The open alerts and the alert ranking, times in each project's timezone."""
+    open_alerts = overview.open_alerts
+    return {
+        "open_alerts": {
+            "total": open_alerts.total,
+            "firing": open_alerts.firing,
+            "acknowledged": open_alerts.acknowledged,
+            "by_severity": open_alerts.by_severity,
+            "latest": [
+                {
+                    "id": alert.pk,
+                    "project": alert.project.code if alert.project_id else None,
+                    "severity": alert.severity,
+                    "state": alert.state,
+                    "title": alert.title,
+                    "node": alert.node_id,
+                    "instance": alert.instance_id,
+                    "count": alert.count,
+                    "last_at": alert.last_at.astimezone(
+                        alert.project.tz if alert.project_id else datetime.UTC
+                    ),
+                }
+                for alert in open_alerts.latest
+            ],
+        },
+        "alert_ranking": [
+            {
+                "node": rank.node_id,
+                "node_name": rank.node_name,
+                "project": rank.project_code,
+                "alerts": rank.alerts,
+                "occurrences": rank.occurrences,
+                "open": rank.open,
+                "last_at": rank.last_at.astimezone(zoneinfo.ZoneInfo(rank.project_timezone))
+                if rank.last_at
+                else None,
+            }
+            for rank in overview.alert_ranking
+        ],
+        "alerts_since": overview.alerts_since,
     }
 
 
@@ -155,7 +233,9 @@ def _since(now: datetime.datetime, then: datetime.datetime | None) -> float:
 def overview(request, project: str = "", days: str = ""):
     """Today's instances (biz date = yesterday in each project's timezone) by kind and
     state, the run trend per biz date over `days` (7 or 30), the failure ranking over the
-    same period, the longest running and the longest waiting instances. `project` (a
-    code) narrows it to one project; without it, every project you can see."""
+    same period, the longest running and the longest waiting instances; the open alerts
+    by severity with the newest few, and the nodes ranked by the alerts raised since
+    `alerts_since` (the last `days` days). `project` (a code) narrows it to one project;
+    without it, every project you can see."""
     chosen = project_get(user=request.auth, code=project.strip()) if project.strip() else None
     return overview_out(overview_get(user=request.auth, project=chosen, days=overview_days(days)))

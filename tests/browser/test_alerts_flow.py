@@ -119,3 +119,67 @@ def test_alert_appears_is_acknowledged_and_resolves_after_a_rerun(
     expect(page.locator("#alert-actions")).to_contain_text("nothing is left to do")
     expect(page.locator(f"a[data-instance='{instance.pk}']")).to_be_visible()
     page.screenshot(path=str(screenshots / "alert-detail.png"), full_page=True)
+
+
+def test_filters_swap_the_table_and_the_project_filter_switches_the_project(
+    page, login, live_server, project, users
+):
+    from tests.pages.alert_builders import alert_create, failed_instance, rule_create
+
+    rule = rule_create(project)
+    now = timezone.now()
+    critical = alert_create(rule, failed_instance(project, users["alice"], "load"), at=now)
+    warning = alert_create(
+        rule,
+        failed_instance(project, users["alice"], "report"),
+        severity="warning",
+        at=now - datetime.timedelta(minutes=1),
+    )
+    login("olga", "/alerts/")
+    rows = page.locator("#alert-table tbody tr[data-alert]")
+    expect(rows).to_have_count(2)
+    page.evaluate("window.notReloaded = true")
+    page.select_option("#f-severity", "warning")
+    expect(rows).to_have_count(1)
+    expect(page.locator(f"tr[data-alert='{warning.pk}']")).to_be_visible()
+    page.wait_for_url("**/alerts/?severity=warning")
+    assert page.evaluate("window.notReloaded") is True
+    # The project filter is the switcher: a whole page for the project, nodes to filter by.
+    page.select_option("#f-project", "acme")
+    page.wait_for_url("**/alerts/?*project=acme*")
+    expect(page.locator("#project-select")).to_have_value("acme")
+    page.select_option("#f-node", str(critical.node_id))
+    expect(rows).to_have_count(0)  # the severity filter still holds
+    page.select_option("#f-severity", "")
+    expect(page.locator(f"tr[data-alert='{critical.pk}']")).to_be_visible()
+    expect(rows).to_have_count(1)
+
+
+def test_rule_form_shows_errors_in_place_then_saves_and_toggles(
+    page, login, live_server, project, users
+):
+    node_create(project, "report", owner=users["alice"])
+    login("alice", "/alerts/rules/new/")
+    page.fill("#rule-name", "report watch")
+    page.check("input[name=triggers][value=running_longer]")
+    page.fill("input[name=running_longer_minutes]", "0")
+    page.click("button[data-action=save]")
+    trigger = page.locator("li[data-trigger='running_longer']")
+    expect(trigger.locator(".field-error")).to_have_text("a whole number of minutes, at least 1")
+    expect(page.locator("#rule-name")).to_have_value("report watch")
+    assert page.url == f"{live_server.url}/alerts/rules/new/"
+    page.fill("input[name=running_longer_minutes]", "45")
+    page.click("button[data-action=save]")
+    page.wait_for_url(f"{live_server.url}/alerts/rules/")
+    expect(page.locator(".messages")).to_contain_text("Rule report watch created in acme.")
+    rule = MonitorRule.objects.get(name="report watch")
+    assert rule.triggers == [
+        {"type": "retries_exhausted"},
+        {"type": "running_longer", "minutes": 45},
+    ]
+    row = page.locator(f"tr[data-rule='{rule.pk}']")
+    expect(row).to_contain_text("running > 45 min")
+    row.locator("button[data-action=toggle]").click()
+    expect(row).to_have_attribute("data-enabled", "false")
+    rule.refresh_from_db()
+    assert rule.enabled is False

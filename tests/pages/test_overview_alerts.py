@@ -139,3 +139,18 @@ def test_a_superuser_sees_system_alerts_among_the_open_ones(incidents, users, pr
     assert overview_get(user=users["root"]).open_alerts.total == 3
     assert overview_get(user=users["olga"]).open_alerts.total == 2
     assert overview_get(user=users["root"], project=project).open_alerts.total == 2
+
+
+def test_the_api_answers_the_same_alert_numbers(api_as, incidents):
+    body = api_as("olga").get("/api/overview").json()
+    assert body["open_alerts"]["total"] == 2
+    assert body["open_alerts"]["by_severity"] == {"critical": 1, "warning": 1, "info": 0}
+    assert (body["open_alerts"]["firing"], body["open_alerts"]["acknowledged"]) == (1, 1)
+    latest = body["open_alerts"]["latest"]
+    assert [a["id"] for a in latest] == [incidents["load_open"].id, incidents["report_open"].id]
+    assert latest[0]["last_at"] == "2026-11-22T09:55:00+08:00"  # Asia/Shanghai
+    assert latest[0]["project"] == "acme" and latest[0]["severity"] == "warning"
+    assert body["alerts_since"] == "2026-11-15T02:00:00Z"
+    top = body["alert_ranking"][0]
+    assert (top["node_name"], top["alerts"], top["occurrences"], top["open"]) == ("report", 3, 4, 1)
+    assert top["node"] == incidents["report_open"].node_id and top["project"] == "acme"

@@ -522,3 +522,10 @@ def test_only_admins_change_schedules(as_user, setup):
     schedule.refresh_from_db()
     assert schedule.name == "acme-ops"
     assert re.search(r"this needs the admin role", response.content.decode())
+
+
+def test_new_rule_in_a_project_one_does_not_administer_says_so(as_user, setup):
+    client = as_user("olga")
+    html = client.get("/alerts/rules/new/?project=acme").content.decode()
+    assert "Creating the rules of acme needs its admin role." in html
+    assert "<fieldset disabled" in html and 'data-action="save"' not in html
