@@ -9,6 +9,7 @@ answers any request may get (`error_answers`); operations declare their own refu
 """
 
 import json
+from collections.abc import Callable, Iterator
 from http import HTTPStatus
 
 from django.conf import settings
@@ -156,16 +157,32 @@ def on_request_too_big(request, exc: RequestDataTooBig):
     return _error(request, 413, detail, errors)
 
 
-def _fields_with_nul(request) -> list[str]:
-    values = dict(getattr(request.resolver_match, "kwargs", None) or {})
-    values.update(request.GET.items())
+def _request_values(request) -> Iterator[tuple[str, object]]:
+    """Every value a request carries as (field, value): path and query parameters, and
+    the JSON body's values named by their dotted path ("nodes.0.name")."""
+    yield from (getattr(request.resolver_match, "kwargs", None) or {}).items()
+    yield from request.GET.items()
     try:
-        body = json.loads(request.body or b"{}")
+        body = json.loads(request.body or b"null")
     except Exception:  # unreadable or not JSON: nothing to name there
-        body = None
-    if isinstance(body, dict):
-        values.update(body)
-    return [name for name, value in values.items() if "\x00" in str(value)]
+        return
+    yield from _leaves("", body)
+
+
+def _leaves(path: str, value) -> Iterator[tuple[str, object]]:
+    if isinstance(value, dict | list):
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        for key, item in items:
+            yield from _leaves(f"{path}.{key}" if path else str(key), item)
+    elif path:
+        yield path, value
+
+
+def _fields_where(request, wrong: Callable[[object], bool]) -> list[str]:
+    try:
+        return list(dict.fromkeys(n for n, value in _request_values(request) if wrong(value)))
+    except RecursionError:  # a body nested past Python's limit: name nothing
+        return []
 
 
 @api.exception_handler(DataError)
@@ -173,9 +190,28 @@ def on_data_error(request, exc: DataError):
     # The database refused a value it cannot store (PostgreSQL keeps no NUL characters):
     # bad input, not a server fault.
     errors = [
-        {"field": f, "message": "contains a NUL character"} for f in _fields_with_nul(request)
+        {"field": f, "message": "contains a NUL character"}
+        for f in _fields_where(request, lambda value: "\x00" in str(value))
     ]
     return _error(request, 422, "invalid input: a value the database cannot store", errors)
+
+
+def _beyond_64_bits(value) -> bool:
+    try:
+        return not -(2**63) <= int(str(value)) < 2**63
+    except ValueError:
+        return False
+
+
+@api.exception_handler(OverflowError)
+def on_overflow(request, exc: OverflowError):
+    # A number no 64-bit column holds (SQLite refuses to bind it; the schemas bound the
+    # ids they know): bad input, not a server fault.
+    errors = [
+        {"field": f, "message": "a number out of range"}
+        for f in _fields_where(request, _beyond_64_bits)
+    ]
+    return _error(request, 422, "invalid input: a number out of range", errors)
 
 
 class JsonErrorsMiddleware:

@@ -137,3 +137,48 @@ def test_errors_from_around_ninja_become_json(rf, inner_status, length, status):
     assert ("body" in [e["field"] for e in body["errors"]]) == (status == 413)
     page = rf.get("/instances/")
     assert middleware(page)["Content-Type"].startswith("text/html")
+
+
+HUGE = 2**70  # no 64-bit id; SQLite cannot even compare it
+
+
+@pytest.mark.parametrize(
+    "path, body, field",
+    [
+        ("/api/instances/batch", {"ids": [1, HUGE], "action": "stop"}, "ids.1"),
+        ("/api/nodes/batch", {"ids": [HUGE], "action": "pause"}, "ids.0"),
+        ("/api/nodes/owner", {"node_ids": [0], "owner": "dave"}, "node_ids.0"),
+        (
+            "/api/backfills",
+            {"nodes": [HUGE], "start": "2026-11-01", "end": "2026-11-02", "dry_run": True},
+            "nodes.0",
+        ),
+        (
+            "/api/backfills",
+            {"nodes": [1], "downstream": [-5], "start": "2026-11-01", "end": "2026-11-02"},
+            "downstream",
+        ),
+    ],
+)
+def test_ids_that_cannot_exist_are_422_naming_them(api_as, project, path, body, field):
+    response = api_as("root").post(path, body, content_type="application/json")
+    errors = assert_json_error(response, 422)["errors"]
+    assert any(e["field"].startswith(field) for e in errors), errors
+
+
+def test_a_path_id_too_large_for_the_database_names_no_object(api_as, project):
+    assert_json_error(api_as("root").get(f"/api/nodes/{HUGE}"), 404)
+    assert_json_error(api_as("root").post(f"/api/instances/{HUGE}/stop"), 404)
+
+
+def test_a_number_too_large_anywhere_else_is_422_not_500(api_as, project, rf):
+    # The last line of defence: SQLite refuses to bind an integer over 64 bits with an
+    # OverflowError, wherever a view passes one on.
+    from opscenter.api import on_overflow
+
+    request = rf.post(
+        "/api/anything", data=json.dumps({"a": {"b": [1, HUGE]}}), content_type="application/json"
+    )
+    request.resolver_match = None
+    body = assert_json_error(on_overflow(request, OverflowError("too big")), 422)
+    assert [e["field"] for e in body["errors"]] == ["a.b.1"]

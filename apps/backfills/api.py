@@ -8,7 +8,7 @@ from ninja import Field, Query, Router, Schema, Status
 from apps.audit.choices import Source
 from apps.core.errors import ValidationFailed
 from apps.core.pagination import keyset_page
-from apps.core.schemas import InputSchema, PageQuery, errors
+from apps.core.schemas import InputSchema, ObjectId, PageQuery, errors
 from apps.projects.schemas import IsoDateTime
 
 from . import services
@@ -20,8 +20,8 @@ router = Router(tags=["backfills"])
 
 
 class BackfillIn(InputSchema):
-    nodes: list[int] = Field(description="root node ids (one project)")
-    downstream: str | list[int] = Field(
+    nodes: list[ObjectId] = Field(description="root node ids (one project)")
+    downstream: str | list[ObjectId] = Field(
         "none", description='"none", "all", or a list of downstream node ids'
     )
     start: datetime.date

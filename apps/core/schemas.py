@@ -6,8 +6,15 @@ shape (tests/test_openapi.py refuses it). Name a schema after what it is
 (`NodeDagOut`, `InstanceDagOut`), not after its role alone (`DagOut`).
 """
 
+from typing import Annotated
+
 from ninja import Field, Schema
 from pydantic import ConfigDict
+
+MAX_ID = 2**63 - 1
+# The id of an object in a request body. Ids are positive 64-bit integers on every
+# database; anything else names no object (and SQLite cannot even compare a larger one).
+ObjectId = Annotated[int, Field(ge=1, le=MAX_ID)]
 
 
 class ErrorItemOut(Schema):

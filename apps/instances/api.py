@@ -11,7 +11,7 @@ from ninja import Field, Query, Router, Schema
 from apps.audit.models import OperationLog
 from apps.core.errors import NotFound, ValidationFailed
 from apps.core.pagination import keyset_page
-from apps.core.schemas import InputSchema, PageQuery, errors
+from apps.core.schemas import InputSchema, ObjectId, PageQuery, errors
 
 from . import operations
 from .choices import AttemptState
@@ -231,7 +231,7 @@ class InstancePatch(InputSchema):
 
 
 class InstanceBatchIn(InputSchema):
-    ids: list[int] = Field(max_length=operations.BATCH_MAX)
+    ids: list[ObjectId] = Field(max_length=operations.BATCH_MAX)
     action: Literal["rerun", "stop", "set_success", "pause", "resume"]
 
 

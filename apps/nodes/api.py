@@ -8,7 +8,7 @@ from ninja import Field, Router, Schema, Status
 
 from apps.core.errors import ValidationFailed
 from apps.core.pagination import keyset_page
-from apps.core.schemas import InputSchema, errors
+from apps.core.schemas import InputSchema, ObjectId, errors
 from apps.instances.api import instance_detail
 from apps.instances.operations import BATCH_MAX
 from apps.instances.schemas import InstanceDetail
@@ -268,12 +268,12 @@ class NodeRunIn(InputSchema):
 
 
 class NodeOwnerIn(InputSchema):
-    node_ids: list[int] = Field(max_length=BATCH_MAX)
+    node_ids: list[ObjectId] = Field(max_length=BATCH_MAX)
     owner: str
 
 
 class NodeBatchIn(InputSchema):
-    ids: list[int] = Field(max_length=BATCH_MAX)
+    ids: list[ObjectId] = Field(max_length=BATCH_MAX)
     action: Literal["pause", "resume"]
 
 
