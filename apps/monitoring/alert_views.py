@@ -12,7 +12,7 @@ from urllib.parse import urlencode, urlsplit
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpResponseRedirect, QueryDict
+from django.http import Http404, HttpResponse, HttpResponseRedirect, QueryDict
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils.cache import patch_vary_headers
@@ -115,7 +115,7 @@ def _list_context(request, query: QueryDict | None = None) -> tuple[dict, int]:
     query = request.GET if query is None else query
     errors: list[dict] = []
     filters = AlertFilters.from_query(query)
-    queryset = alerts_visible_to(request.user).select_related("node", "rule", "instance")
+    queryset = alerts_visible_to(request.user).select_related("node")
     if request.project is not None:
         queryset = queryset.filter(project=request.project)
     try:
@@ -360,12 +360,15 @@ def alert_operate(request, alert_id: int, action: str):
 # --- the top bar's badge ---------------------------------------------------------------
 
 
-@login_required
 @require_GET
 def firing_badge(request):
     """The number of firing alerts for the top bar, asked every few seconds. When it
     differs from the number the page shows (`shown`), the answer also triggers
-    CHANGED_EVENT, so an open Alerts page fetches its table at once."""
+    CHANGED_EVENT, so an open Alerts page fetches its table at once. Signed out (the
+    session ended while the page stayed open): an empty 286, so the badge goes away and
+    stops asking, instead of a login page swapped into the top bar."""
+    if not request.user.is_authenticated:
+        return stop_polling(HttpResponse(""))
     count = firing_count_for(request.user)
     response = render(
         request,

@@ -429,9 +429,17 @@ def test_an_alert_of_another_project_is_not_found(as_user, alerts, users):
 
 
 def test_pages_need_a_login(client, alerts):
-    for url in ["/alerts/", f"/alerts/{alerts['firing'].id}/", "/alerts/badge/"]:
+    for url in [
+        "/alerts/",
+        f"/alerts/{alerts['firing'].id}/",
+        "/alerts/rules/",
+        "/alerts/on-call/",
+    ]:
         response = client.get(url)
         assert response.status_code == 302 and response["Location"].startswith("/login")
+    # The badge of a page left open after signing out goes away and stops asking.
+    response = client.get("/alerts/badge/?shown=1", **HTMX)
+    assert response.status_code == 286 and response.content == b""
 
 
 # --- the top bar's badge ---------------------------------------------------------------
@@ -488,3 +496,18 @@ def test_a_long_timeline_shows_the_newest_lines(as_user, alerts, monkeypatch):
     assert re.findall(r"attempt (\d) failed", timeline) == ["4", "5", "6"]
     assert "The newest 3 events and 3 deliveries are shown" in html
     assert f'href="/notifications/deliveries/?alert={alert.id}"' in html
+
+
+def test_list_queries_do_not_grow_with_the_rows(as_user, alerts, users, project):
+    client = as_user("olga")
+
+    def count() -> int:
+        with CaptureQueriesContext(connection) as queries:
+            assert client.get("/alerts/", **POLL).status_code == 200
+        return len(queries)
+
+    before = count()
+    for n in range(6):
+        alert_create(alerts["rule"], failed_instance(project, users["alice"], f"more_{n}"))
+    Alert.objects.filter(state="acknowledged").update(acknowledged_by=users["dave"])
+    assert count() == before
