@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from django.db.models import Count, QuerySet
 
 from apps.core.errors import NotFound
-from apps.instances.choices import InstanceState
+from apps.instances.choices import FINISHED, InstanceState
 from apps.instances.models import Instance
 from apps.nodes.models import Node
 from apps.projects.selectors import projects_visible_to
@@ -42,19 +42,7 @@ class BackfillProgress:
 
     @property
     def finished(self) -> int:
-        return sum(
-            self.counts[s]
-            for s in (
-                InstanceState.SUCCEEDED,
-                InstanceState.FAILED,
-                InstanceState.STOPPED,
-                InstanceState.SKIPPED,
-            )
-        )
-
-    @property
-    def percent(self) -> int:
-        return int(100 * self.finished / self.total) if self.total else 100
+        return sum(self.counts.get(s, 0) for s in FINISHED)
 
 
 def backfill_progress(backfill: Backfill) -> BackfillProgress:
@@ -74,6 +62,58 @@ def backfill_progress(backfill: Backfill) -> BackfillProgress:
         progress.total += n
     progress.dates = [per_date[seq] for seq in sorted(per_date)]
     return progress
+
+
+# Bar segments in this order, left to right: what is done first, what waits last.
+BAR_STATES = ["succeeded", "skipped", "failed", "stopped", "running", "queued", "pending"]
+# A bar draws each state in its badge's colour, except where that colour reads as the
+# empty track: skipped (light) is done, so it is drawn as a paler, striped green.
+BAR_COLORS = {InstanceState.SKIPPED: "green-light"}
+
+
+@dataclass
+class BarSegment:
+    state: str
+    label: str
+    color: str
+    count: int
+    percent: float  # of the bar's width
+    done: bool  # finished: drawn as the filled part of the bar
+
+
+@dataclass
+class ProgressBar:
+    total: int
+    finished: int
+    segments: list[BarSegment]
+
+    @property
+    def percent_done(self) -> int:
+        return round(100 * self.finished / self.total) if self.total else 100
+
+
+def progress_bar(counts: dict[str, int]) -> ProgressBar:
+    """A progress bar of instances counted per state: a segment per state with instances,
+    finished ones (succeeded, skipped, failed, stopped) first and drawn as done."""
+    total = sum(counts.values())
+    segments = []
+    for state in BAR_STATES + [s for s in counts if s not in BAR_STATES]:
+        count = counts.get(state, 0)
+        if not count:
+            continue
+        choice = InstanceState(state)
+        segments.append(
+            BarSegment(
+                state=state,
+                label=choice.label,
+                color=BAR_COLORS.get(choice, choice.color),
+                count=count,
+                percent=round(100 * count / total, 3),
+                done=state in FINISHED,
+            )
+        )
+    finished = sum(segment.count for segment in segments if segment.done)
+    return ProgressBar(total=total, finished=finished, segments=segments)
 
 
 def backfills_progress(backfills: list[Backfill]) -> dict[int, dict[str, int]]:

@@ -32,11 +32,13 @@ from . import services
 from .forms import BackfillForm, default_dates
 from .models import Backfill
 from .selectors import (
+    BAR_COLORS,
     backfill_get,
     backfill_progress,
     backfills_progress,
     backfills_visible_to,
     grid,
+    progress_bar,
 )
 
 TABLE_ID = "backfill-runs"
@@ -44,8 +46,6 @@ LIVE_ID = "backfill-live"
 # While a run is going its page (and the list, while any run on it is going) asks again.
 LIVE_POLL_SECONDS = 2
 LIST_POLL_SECONDS = 5
-# Bar segments in this order, left to right: what is done first, what waits last.
-BAR_STATES = ["succeeded", "skipped", "failed", "stopped", "running", "queued", "pending"]
 # The service names some fields differently from the form.
 SERVICE_FIELDS = {"start": "start_date", "end": "end_date", "downstream": "downstream_nodes"}
 
@@ -373,33 +373,6 @@ def _may_operate(user, backfill: Backfill) -> bool:
     return has_role(user, backfill.project, role)
 
 
-def progress_bar(counts: dict[str, int]) -> dict:
-    """Segments of a bar, one per state with instances, each with its share in percent."""
-    total = sum(counts.values())
-    segments = []
-    for state in BAR_STATES + [s for s in counts if s not in BAR_STATES]:
-        count = counts.get(state, 0)
-        if not count:
-            continue
-        choice = InstanceState(state)  # the badge's colour, from the choices
-        segments.append(
-            {
-                "state": state,
-                "label": choice.label,
-                "color": choice.color,
-                "count": count,
-                "percent": round(100 * count / total, 3),
-            }
-        )
-    finished = sum(counts.get(s, 0) for s in ("succeeded", "skipped", "failed", "stopped"))
-    return {
-        "total": total,
-        "segments": segments,
-        "finished": finished,
-        "percent_done": round(100 * finished / total) if total else 100,
-    }
-
-
 def _run_rows(backfills: list[Backfill]) -> list[dict]:
     """A row per run: its root nodes (one query for the page) and its progress bar."""
     ids = {i for b in backfills for i in b.root_node_ids}
@@ -437,9 +410,9 @@ def _live_context(request, backfill: Backfill) -> dict:
 
 def _grid_rows(backfill: Backfill, bars: dict) -> dict:
     """The grid for the template: a row per date with its progress bar, a cell per node
-    holding its instances, each with the colour of its state."""
+    holding its instances, each with the colour of its state as its bar draws it."""
     found = grid(backfill)
-    colors = InstanceState.colors()
+    colors = {**InstanceState.colors(), **BAR_COLORS}
     labels = dict(InstanceState.choices)
     rows = []
     for biz_date, cells in zip(found.dates, found.cells, strict=True):

@@ -6,6 +6,7 @@ import re
 
 import pytest
 import time_machine
+from django.conf import settings
 
 from apps.audit.models import OperationLog
 from apps.backfills import services
@@ -331,6 +332,57 @@ def test_live_panel_polls_until_the_run_is_finished(as_user, graph, users):
     html = done.content.decode()
     assert "hx-trigger" not in html and 'data-backfill-state="succeeded"' in html
     assert "<strong data-percent>100%</strong>" in html
+
+
+def bar_segments(html: str) -> list[dict]:
+    """The first progress bar of the page, segment by segment."""
+    bar = html.split('<div class="progress"')[1].split("</div>")[0]
+    return [
+        {"class": m[0], "state": m[1], "done": m[2], "width": float(m[3])}
+        for m in re.findall(
+            r'class="progress-seg (seg-[\w-]+)" data-state="(\w+)" data-count="\d+" '
+            r'data-done="(\w+)" style="width: ([\d.]+)%"',
+            bar,
+        )
+    ]
+
+
+def test_a_run_finished_with_skipped_instances_is_drawn_all_done(as_user, graph, users):
+    """17 succeeded and 3 skipped is 100%: the bar is drawn done from end to end, not
+    85% green and the rest in the colour of what still waits."""
+    backfill = run(graph, users, end=datetime.date(2026, 11, 10))
+    ids = list(
+        Instance.objects.filter(backfill=backfill).order_by("id").values_list("id", flat=True)
+    )
+    assert len(ids) == 20
+    Instance.objects.filter(pk__in=ids[:17]).update(state="succeeded")
+    Instance.objects.filter(pk__in=ids[17:]).update(state="skipped")
+    Backfill.objects.filter(pk=backfill.pk).update(state="succeeded")
+
+    html = as_user("vera").get(f"/backfills/{backfill.id}/").content.decode()
+    assert "<strong data-percent>100%</strong>" in html
+    segments = bar_segments(html)
+    assert [(s["state"], s["width"]) for s in segments] == [("succeeded", 85.0), ("skipped", 15.0)]
+    assert all(s["done"] == "true" for s in segments)
+    # Waiting states are drawn gray and light: a finished one never is.
+    skipped = segments[1]
+    assert skipped["class"] not in ("seg-gray", "seg-light")
+    css = (settings.BASE_DIR / "static" / "css" / "opscenter.css").read_text()
+    assert re.search(rf"\.{skipped['class']}\s*{{[^}}]*#2f9e55", css), "drawn in green"
+    # The grid's squares of skipped instances are drawn the same way.
+    assert html.count(f'class="grid-cell {skipped["class"]}"') == 3
+
+
+def test_the_bar_of_a_running_run_tells_done_from_waiting(as_user, graph, users):
+    backfill = run(graph, users)
+    first = Instance.objects.filter(backfill=backfill).order_by("id").first()
+    Instance.objects.filter(pk=first.pk).update(state="skipped")
+    html = as_user("vera").get(f"/backfills/{backfill.id}/").content.decode()
+    assert [(s["state"], s["done"]) for s in bar_segments(html)] == [
+        ("skipped", "true"),
+        ("pending", "false"),
+    ]
+    assert "<strong data-percent>25%</strong>" in html
 
 
 def test_stop_button_stops_the_run(as_user, graph, users):
