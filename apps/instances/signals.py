@@ -3,7 +3,6 @@ notice workers that died as soon as their cluster replaces them."""
 
 import logging
 
-from django.db import connection
 from django.db.models.signals import post_delete, post_migrate, post_save
 from django.dispatch import receiver
 from django_q.signals import post_spawn
@@ -43,15 +42,17 @@ def worker_spawned(sender, proc_name: str = "", **kwargs) -> None:
     workers died (within half a second): the new worker first fails the attempts of dead
     workers on this machine (once their processes are gone) and starts their retries,
     instead of leaving them to the heartbeat timeout. Never keeps the worker from starting."""
+    from django_q.conf import Conf
+
     from apps.core import clock
 
     from . import dispatcher
 
+    if Conf.SYNC:
+        return  # tasks run in the caller's process: no worker was spawned
     try:
         retried = dispatcher.reap_lost_attempts(now=clock.now(), only_here=True)
         if retried:
             dispatcher.tick(only_ids=retried)
     except Exception:
         logger.exception("looking for attempts of dead workers failed")
-    finally:
-        connection.close()

@@ -17,9 +17,16 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from django.conf import settings
-from django.db import close_old_connections, connection, transaction
+from django.db import (
+    InterfaceError,
+    OperationalError,
+    close_old_connections,
+    connection,
+    transaction,
+)
 
 from apps.core import clock
 from apps.projects.models import Datasource, Variable
@@ -34,16 +41,19 @@ from .params import ParamContext, UnknownParameter, render, render_value
 logger = logging.getLogger(__name__)
 
 LOG_FLUSH_SECONDS = 1.0
+T = TypeVar("T")
 
 
 class AttemptLog:
     """Collects an attempt's output and writes it to the database in chunks: at most
-    once a second while the attempt runs, and the rest with the attempt's end."""
+    once a second while the attempt runs, and the rest with the attempt's end. What a
+    flush could not write (the database was away) is kept and written by the next one."""
 
     def __init__(self, attempt: Attempt):
         self.attempt = attempt
         self.offset = 0
         self._buffer: list[str] = []
+        self._unsent: tuple[int, str] | None = None
         self._lock = threading.Lock()
 
     def write(self, text: str) -> None:
@@ -56,52 +66,147 @@ class AttemptLog:
         self.write(f"[{stamp}] {text}\n")
 
     def take(self) -> tuple[int, str]:
-        """(offset, text) of what was written since the last take."""
+        """(offset, text) of everything not stored yet."""
         with self._lock:
             text = "".join(self._buffer)
             self._buffer.clear()
+            unsent, self._unsent = self._unsent, None
         offset = self.offset
         self.offset += len(text)
+        if unsent:
+            return unsent[0], unsent[1] + text
         return offset, text
 
     def flush(self) -> None:
         offset, text = self.take()
-        if text:
-            AttemptLogChunk.objects.create(attempt=self.attempt, offset=offset, text=text)
+        if not text:
+            return
+        try:
+            # A chunk the database took before the connection broke is not written twice.
+            AttemptLogChunk.objects.bulk_create(
+                [AttemptLogChunk(attempt=self.attempt, offset=offset, text=text)],
+                ignore_conflicts=True,
+            )
             Attempt.objects.filter(pk=self.attempt.pk).update(log_size=self.offset)
+        except BaseException:
+            with self._lock:
+                self._unsent = (offset, text)
+            raise
+
+
+# The database errors a worker rides out: a restarted or unreachable server, a lost or
+# broken connection, a locked SQLite file. Anything else is a bug and surfaces.
+DATABASE_AWAY = (OperationalError, InterfaceError)
+
+
+def _reconnect() -> None:
+    """Drop a broken connection; the next query opens a new one."""
+    try:
+        connection.close()
+    except DATABASE_AWAY:
+        pass
+
+
+def with_database(operation: Callable[[], T], *, what: str, log: "AttemptLog | None" = None) -> T:
+    """`operation()`, tried again with backoff while the database is away, for up to twice
+    the heartbeat timeout (by then the attempt has been declared lost anyway). Only for
+    operations that are safe to repeat (conditional updates, whole transactions)."""
+    deadline = time.monotonic() + 2 * settings.OPSCENTER_HEARTBEAT_TIMEOUT
+    delay = 0.2
+    while True:
+        try:
+            return operation()
+        except DATABASE_AWAY as exc:
+            if time.monotonic() + delay > deadline:
+                raise
+            logger.warning("database away while %s (%s); trying again", what, exc)
+            if log is not None:
+                log.write(note(f"database away while {what}; trying again: {_first_line(exc)}"))
+            log = None  # said once
+            _reconnect()
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 class AttemptWatch:
-    """The executor's `tick`: flushes the log, heartbeats, and says when to stop."""
+    """The executor's `tick`: flushes the log, heartbeats, and says when to stop.
+
+    While the database is away (restarted, unreachable) the command goes on: the log is
+    kept, the connection reopened with backoff, and the attempt keeps its place. Only when
+    no heartbeat got through for nearly the heartbeat timeout (the reaper may then declare
+    the attempt lost and start another) does it stop the command, so two attempts never
+    run at once."""
 
     def __init__(self, attempt: Attempt, log: AttemptLog):
         self.attempt = attempt
         self.log = log
-        self.last_check = time.monotonic()
+        self.next_check = time.monotonic() + LOG_FLUSH_SECONDS
         self.last_heartbeat = time.monotonic()
         self.stop_reason = ""
+        self.away_since: float | None = None
+        self.failures = 0
+
+    @staticmethod
+    def fence_seconds() -> float:
+        """How long without a heartbeat before the attempt stops itself: early enough that
+        its processes are dead before the heartbeat timeout makes it lost."""
+        heartbeat = settings.OPSCENTER_HEARTBEAT_SECONDS
+        timeout = settings.OPSCENTER_HEARTBEAT_TIMEOUT
+        return max(heartbeat, timeout - heartbeat - settings.OPSCENTER_KILL_GRACE_SECONDS)
 
     def __call__(self) -> bool:
         if self.stop_reason:
             return True
         moment = time.monotonic()
-        if moment - self.last_check < LOG_FLUSH_SECONDS:
+        if moment < self.next_check:
             return False
-        self.last_check = moment
+        try:
+            stop = self._check(moment)
+        except DATABASE_AWAY as exc:
+            self._database_away(exc, moment)
+            return bool(self.stop_reason)
+        if self.away_since is not None:
+            self.log.write(
+                note(f"database back after {moment - self.away_since:.1f}s; attempt goes on")
+            )
+            self.away_since, self.failures = None, 0
+        self.next_check = moment + LOG_FLUSH_SECONDS
+        return stop
+
+    def _check(self, moment: float) -> bool:
         self.log.flush()
         if moment - self.last_heartbeat >= settings.OPSCENTER_HEARTBEAT_SECONDS:
-            self.last_heartbeat = moment
             alive = Attempt.objects.filter(pk=self.attempt.pk, state=AttemptState.RUNNING).update(
                 heartbeat_at=clock.now()
             )
             if not alive:
                 self.stop_reason = "this attempt was declared lost; another attempt takes over"
                 return True
+            self.last_heartbeat = moment
         state = Instance.objects.filter(pk=self.attempt.instance_id).values_list("state", flat=True)
         if state.first() != InstanceState.RUNNING:
             self.stop_reason = f"instance is now {state.first()}: stopping"
             return True
         return False
+
+    def _database_away(self, exc: BaseException, moment: float) -> None:
+        if self.away_since is None:
+            self.away_since = moment
+            self.log.write(note(f"database away, the command goes on: {_first_line(exc)}"))
+            logger.warning("attempt %s: database away (%s)", self.attempt.pk, exc)
+        _reconnect()
+        self.failures += 1
+        self.next_check = moment + min(0.25 * 2**self.failures, 5.0)
+        silent = moment - self.last_heartbeat
+        if silent >= self.fence_seconds():
+            self.stop_reason = (
+                f"no heartbeat reached the database for {silent:.0f}s: stopping, as the "
+                "attempt may be declared lost and run again"
+            )
 
 
 def _param_context(instance: Instance) -> ParamContext:
@@ -192,15 +297,12 @@ def run_attempt(
     return first_state
 
 
-def _run_one(
-    instance_id: int, *, enqueue: dispatcher.Enqueue, inline: bool
-) -> tuple[str | None, int | None]:
-    """One attempt; answers (the instance's new state, a claimed child to run inline)."""
-    # One transaction starts the attempt and reads all the attempt needs.
+def _start(instance_id: int) -> tuple[Attempt, Instance, list[int]] | None:
+    """One transaction starts the attempt and reads all the attempt needs."""
     with transaction.atomic():
         attempt = states.attempt_start(instance_id=instance_id, now=clock.now())
         if attempt is None:
-            return None, None
+            return None
         instance = Instance.objects.select_related(
             "project", "node", "version", "resource_group"
         ).get(pk=instance_id)
@@ -209,6 +311,17 @@ def _run_one(
                 "downstream_id", flat=True
             )
         )
+    return attempt, instance, children
+
+
+def _run_one(
+    instance_id: int, *, enqueue: dispatcher.Enqueue, inline: bool
+) -> tuple[str | None, int | None]:
+    """One attempt; answers (the instance's new state, a claimed child to run inline)."""
+    started = with_database(lambda: _start(instance_id), what="starting the attempt")
+    if started is None:
+        return None, None
+    attempt, instance, children = started
     spec = instance.version.spec
     log = AttemptLog(attempt)
     log.line(
@@ -225,14 +338,7 @@ def _run_one(
         f"attempt {attempt.number} {outcome.outcome}"
         + (f": {outcome.reason}" if outcome.reason else "")
     )
-    new_state = states.attempt_finish(
-        attempt=attempt,
-        result=outcome,
-        retries=int(spec.get("retries") or 0),
-        retry_interval_seconds=float(spec.get("retry_interval_seconds") or 0),
-        now=clock.now(),
-        log_tail=log.take(),
-    )
+    new_state = _finish(attempt, outcome, spec, log)
     inline_id = _after_finish(
         succeeded=new_state in (InstanceState.SUCCEEDED, InstanceState.SKIPPED),
         children=children,
@@ -242,6 +348,35 @@ def _run_one(
         inline=inline,
     )
     return new_state, inline_id
+
+
+def _finish(
+    attempt: Attempt, outcome: states.AttemptOutcome, spec: dict, log: AttemptLog
+) -> str | None:
+    """Record the attempt's end, riding out a database that is away. A try whose commit
+    got through unacknowledged leaves the next one nothing to do: the instance's state
+    then says how it ended."""
+    log_tail = log.take()
+    tries = 0
+
+    def finish() -> str | None:
+        nonlocal tries
+        tries += 1
+        new_state = states.attempt_finish(
+            attempt=attempt,
+            result=outcome,
+            retries=int(spec.get("retries") or 0),
+            retry_interval_seconds=float(spec.get("retry_interval_seconds") or 0),
+            now=clock.now(),
+            log_tail=log_tail,
+        )
+        if new_state is None and tries > 1:
+            recorded = Attempt.objects.filter(pk=attempt.pk).values_list("state", flat=True)
+            if recorded.first() == AttemptState.SUCCEEDED:
+                return InstanceState.SUCCEEDED
+        return new_state
+
+    return with_database(finish, what="recording the attempt's end")
 
 
 def _after_finish(
@@ -370,7 +505,10 @@ def _execute(request: RunRequest, attempt: Attempt, log: AttemptLog) -> states.A
     watch = AttemptWatch(attempt, log)
 
     def on_start(pid: int) -> None:
-        Attempt.objects.filter(pk=attempt.pk).update(pid=pid)
+        try:
+            Attempt.objects.filter(pk=attempt.pk).update(pid=pid)
+        except DATABASE_AWAY:  # the pid only speeds up the reaper; the command goes on
+            _reconnect()
 
     try:
         result = execute(
