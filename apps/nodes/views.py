@@ -287,7 +287,11 @@ def node_run(request, node_id: int):
             except OpscenterError as exc:
                 errors = [{"field": "", "message": exc.detail}]
             else:
-                messages.success(request, f"{node.name} started as instance {instance.id}.")
+                messages.success(
+                    request,
+                    f"{node.name} started as instance {instance.id} "
+                    f"for biz date {instance.biz_date:%Y-%m-%d}.",
+                )
                 url = reverse("instances:detail", args=[instance.id])
                 if wants_partial(request):
                     return HttpResponseClientRedirect(url)
@@ -376,17 +380,31 @@ def _actions_context(request, node: Node) -> dict:
             {"name": name, "default": "" if default is None else str(default)}
             for name, default in sorted((spec.get("params") or {}).items())
         ],
-        "default_biz_date": clock.now().astimezone(node.project.tz).date()
-        - datetime.timedelta(days=1),
+        "default_biz_date": _default_biz_date(node),
     }
 
 
+def _default_biz_date(node: Node) -> datetime.date:
+    """Yesterday in the node's project: the business date a run is for unless told."""
+    return clock.now().astimezone(node.project.tz).date() - datetime.timedelta(days=1)
+
+
 def _run_input(request, node: Node) -> tuple[datetime.date | None, dict, list[dict]]:
-    """The run form's biz date and parameter values, and every error in them."""
+    """The run form's biz date and parameter values, and every error in them. The form
+    comes with yesterday filled in; a date cleared on purpose or by mistake is asked for
+    again rather than silently taken as yesterday (the API keeps that default)."""
     errors = []
     biz_date = None
     raw = request.POST.get("biz_date", "").strip()
-    if raw:
+    if not raw:
+        yesterday = _default_biz_date(node)
+        errors.append(
+            {
+                "field": "biz_date",
+                "message": f"choose the business date to run for (yesterday: {yesterday})",
+            }
+        )
+    else:
         try:
             biz_date = datetime.date.fromisoformat(raw)
         except ValueError:

@@ -442,25 +442,49 @@ def test_run_starts_a_one_time_instance(as_user, nodes):
     assert instance.scheduled_at == NOW
 
 
-def test_run_by_htmx_redirects_the_page(as_user, nodes):
+def test_run_by_htmx_redirects_the_page_and_says_for_which_date(as_user, nodes):
+    client = as_user("olga")
     with time_machine.travel(NOW, tick=False):
-        response = as_user("olga").post(
-            f"/nodes/{nodes['manual'].id}/run", {"biz_date": ""}, **HTMX
+        response = client.post(
+            f"/nodes/{nodes['manual'].id}/run", {"biz_date": "2026-11-21"}, **HTMX
         )
     instance = Instance.objects.get()
     assert response["HX-Redirect"] == f"/instances/{instance.id}/"
     assert instance.biz_date == datetime.date(2026, 11, 21)
+    page = client.get(response["HX-Redirect"]).content.decode()
+    assert f"manual_fix started as instance {instance.id} for biz date 2026-11-21." in page
+
+
+def test_run_with_the_biz_date_cleared_asks_for_one(as_user, nodes):
+    """A cleared date is not silently yesterday: the form says the date is needed, and
+    which date it would have been, and nothing runs."""
+    form = as_user("olga").get(f"/nodes/{nodes['manual'].id}/run", **HTMX).content.decode()
+    assert re.search(r'<input type="date" id="run-biz-date" name="biz_date" [^>]*required', form)
+    with time_machine.travel(NOW, tick=False):
+        response = as_user("olga").post(
+            f"/nodes/{nodes['manual'].id}/run", {"biz_date": " ", "param.region": "us"}, **HTMX
+        )
+    assert response.status_code == 422
+    html = response.content.decode()
+    assert (
+        "<strong>biz_date</strong>: choose the business date to run for "
+        "(yesterday: 2026-11-21)" in html
+    )
+    assert 'name="param.region" value="us"' in html
+    assert not Instance.objects.exists()
 
 
 def test_run_of_a_recurring_node_is_refused_with_the_reason(as_user, nodes):
-    response = as_user("olga").post(f"/nodes/{nodes['ingest'].id}/run", {"biz_date": ""}, **HTMX)
+    response = as_user("olga").post(
+        f"/nodes/{nodes['ingest'].id}/run", {"biz_date": "2026-11-21"}, **HTMX
+    )
     assert response.status_code == 422
     assert "Run is for one-time nodes and dev nodes" in response.content.decode()
     assert not Instance.objects.exists()
 
 
 def test_run_by_a_viewer_is_refused(as_user, nodes):
-    response = as_user("vera").post(f"/nodes/{nodes['manual'].id}/run", {"biz_date": ""})
+    response = as_user("vera").post(f"/nodes/{nodes['manual'].id}/run", {"biz_date": "2026-11-21"})
     assert response.status_code == 422
     assert "needs the operator role" in response.content.decode()
     assert not Instance.objects.exists()
