@@ -33,7 +33,7 @@ from apps.projects.models import Datasource, Variable
 
 from . import dispatcher, states
 from .choices import AttemptState, InstanceState
-from .executors import RunRequest, execute
+from .executors import RunAsRefused, RunRequest, execute, run_as
 from .executors.process import note
 from .models import Attempt, AttemptLogChunk, Instance, InstanceDependency
 from .params import ParamContext, UnknownParameter, render, render_value
@@ -492,8 +492,10 @@ def _execute_in_workdir(
     try:
         workdir.mkdir(parents=True, exist_ok=True)
         try:
+            # An attempt that cannot run as OPSCENTER_RUN_AS fails at once, not retried.
+            run_as()
             request = build_request(instance, attempt, workdir)
-        except (UnknownParameter, ConfigurationError) as exc:
+        except (UnknownParameter, ConfigurationError, RunAsRefused) as exc:
             log.line(f"cannot run: {exc}")
             return states.AttemptOutcome(outcome="failed", reason=str(exc), retryable=False)
         return _execute(request, attempt, log)
