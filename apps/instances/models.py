@@ -192,7 +192,14 @@ class Attempt(models.Model):
                 fields=["heartbeat_at"],
                 condition=Q(state="running"),
                 name="attempt_running_heartbeat_idx",
-            )
+            ),
+            # The monitor's running_longer rules: the running attempts started before a
+            # time, without reading every running attempt's row.
+            models.Index(
+                fields=["started_at"],
+                condition=Q(state="running"),
+                name="attempt_running_started_idx",
+            ),
         ]
         ordering = ["instance", "number"]
 

@@ -1,13 +1,21 @@
 """The clock side of monitoring: the minute pass finds what is late or slow —
 `running_longer`, `slower_than_usual`, `unfinished_by`, `not_started_by` — with one
 query per rule and trigger, each excluding in SQL what already alerted, so a pass over
-a day of millions of instances reads only the late ones, in chunks."""
+a day of millions of instances reads only the late ones.
+
+Each check first finds the late rows' ids alone (the rule's filters on the instance or
+attempt table, no joins: its plan does not hang on estimates of how many rows a node
+list matches), then reads the facts an alert needs (node name, owner, project) by id,
+CHUNK rows at a time, raising each chunk before reading the next. No database cursor
+stays open while alerts are raised: raising commits and hands deliveries to the queue,
+which may close the connection (django-q2's ORM broker closes old connections)."""
 
 import datetime
 import statistics
-from collections.abc import Iterator
+from array import array
+from collections.abc import Iterable, Iterator
 
-from django.db.models import CharField, Exists, F, OuterRef, Q, Value, Window
+from django.db.models import BooleanField, CharField, Exists, F, Func, OuterRef, Q, Value, Window
 from django.db.models.functions import Cast, Concat, RowNumber
 
 from apps.instances.choices import AttemptState, InstanceKind, InstanceState
@@ -52,15 +60,35 @@ def _alerted(rule: MonitorRule, trigger: str, instance_ref: str, since_ref: str 
     return Exists(found)
 
 
-def _scope_q(rule: MonitorRule, prefix: str = "") -> Q | None:
-    """The rule's scope as a filter; None when it watches nothing."""
+class AnyOf(Func):
+    """`column = ANY(%s)` with the ids as ONE array parameter on PostgreSQL: a rule over
+    thousands of nodes costs one placeholder, not one per node to prepare, send, parse
+    and plan. `column IN (...)` elsewhere."""
+
+    conditional = True
+    output_field = BooleanField()
+
+    def __init__(self, column: str, ids: Iterable[int]):
+        super().__init__(F(column))
+        self.ids = sorted(ids)
+
+    def as_sql(self, compiler, connection, **extra_context):
+        column, params = compiler.compile(self.get_source_expressions()[0])
+        if connection.vendor == "postgresql":
+            return f"{column} = ANY(%s)", [*params, self.ids]
+        marks = ", ".join(["%s"] * len(self.ids))
+        return f"{column} IN ({marks})", [*params, *self.ids]
+
+
+def _scope_q(rule: MonitorRule, prefix: str = "") -> list | None:
+    """The rule's scope as filter arguments; None when it watches nothing."""
     q = Q(**{f"{prefix}project_id": rule.project_id, f"{prefix}env": Env.PROD})
     node_ids = rules.rule_node_ids(rule)
     if node_ids is None:
-        return q
+        return [q]
     if not node_ids:
         return None
-    return q & Q(**{f"{prefix}node_id__in": sorted(node_ids)})
+    return [q, AnyOf(f"{prefix}node_id", node_ids)]
 
 
 def _hits(rule, trigger, rows: Iterator[dict], what, prefix: str) -> Iterator[alerts.Hit]:
@@ -75,17 +103,25 @@ def _hits(rule, trigger, rows: Iterator[dict], what, prefix: str) -> Iterator[al
         )
 
 
-def _values(queryset, prefix: str, *extra: str):
-    return queryset.values(*[f"{prefix}{column}" for column in FACTS.values()], *extra).iterator(
-        chunk_size=CHUNK
-    )
+def _ids(queryset) -> array:
+    """The ids the (unordered) query finds, read at once: no cursor left open."""
+    return array("q", queryset.order_by().values_list("pk", flat=True))
 
 
-def _running_longer(rule, trigger: dict, now: datetime.datetime, scope: Q):
+def _rows(model, ids: array, prefix: str, *extra: str) -> Iterator[dict]:
+    """The facts of the rows `ids` names, CHUNK at a time, each chunk read whole before
+    its rows are handed on."""
+    columns = [f"{prefix}{column}" for column in FACTS.values()]
+    for start in range(0, len(ids), CHUNK):
+        chunk = list(ids[start : start + CHUNK])
+        yield from list(model.objects.filter(pk__in=chunk).order_by("pk").values(*columns, *extra))
+
+
+def _running_longer(rule, trigger: dict, now: datetime.datetime, scope: list):
     minutes = trigger["minutes"]
     attempts = (
         Attempt.objects.filter(
-            scope,
+            *scope,
             state=AttemptState.RUNNING,
             started_at__lte=now - datetime.timedelta(minutes=minutes),
         )
@@ -100,7 +136,7 @@ def _running_longer(rule, trigger: dict, now: datetime.datetime, scope: Q):
     return _hits(
         rule,
         TriggerType.RUNNING_LONGER,
-        _values(attempts, "instance__", "number", "started_at"),
+        _rows(Attempt, _ids(attempts), "instance__", "number", "started_at"),
         what,
         "instance__",
     )
@@ -131,14 +167,14 @@ def _medians(node_ids: set[int]) -> dict[int, float]:
     return {n: statistics.median(d) for n, d in durations.items() if len(d) >= 3}
 
 
-def _slower_than_usual(rule, trigger: dict, now: datetime.datetime, scope: Q):
+def _slower_than_usual(rule, trigger: dict, now: datetime.datetime, scope: list):
     factor = float(trigger["factor"])
     attempts = (
-        Attempt.objects.filter(scope, state=AttemptState.RUNNING)
+        Attempt.objects.filter(*scope, state=AttemptState.RUNNING)
         .exclude(instance__kind=InstanceKind.REALTIME)
         .exclude(_alerted(rule, TriggerType.SLOWER_THAN_USUAL, "instance_id", "started_at"))
     )
-    rows = list(_values(attempts, "instance__", "number", "started_at"))
+    rows = list(_rows(Attempt, _ids(attempts), "instance__", "number", "started_at"))
     medians = _medians({row["instance__node_id"] for row in rows})
     slow = [
         row
@@ -158,7 +194,7 @@ def _slower_than_usual(rule, trigger: dict, now: datetime.datetime, scope: Q):
     return _hits(rule, TriggerType.SLOWER_THAN_USUAL, iter(slow), what, "instance__")
 
 
-def _late(rule, trigger: dict, now: datetime.datetime, scope: Q):
+def _late(rule, trigger: dict, now: datetime.datetime, scope: list):
     """unfinished_by / not_started_by: recurring instances of today's (and yesterday's)
     scheduled day, past HH:MM of that day in the project's timezone."""
     kind = trigger["type"]
@@ -174,7 +210,7 @@ def _late(rule, trigger: dict, now: datetime.datetime, scope: Q):
     if not days:
         return iter(())
     when = days[0] if len(days) == 1 else days[0] | days[1]
-    instances = Instance.objects.filter(scope, when, kind=InstanceKind.RECURRING)
+    instances = Instance.objects.filter(*scope, when, kind=InstanceKind.RECURRING)
     if kind == TriggerType.UNFINISHED_BY:
         instances = instances.exclude(state__in=[S.SUCCEEDED, S.SKIPPED])
     else:
@@ -185,7 +221,7 @@ def _late(rule, trigger: dict, now: datetime.datetime, scope: Q):
     def what(row) -> str:
         return f"not {verb} by {trigger['time']} of its scheduled day (state {row['state']})"
 
-    return _hits(rule, kind, _values(instances, ""), what, "")
+    return _hits(rule, kind, _rows(Instance, _ids(instances), ""), what, "")
 
 
 # trigger -> (its check, the path from the rows it reads to the instance)
