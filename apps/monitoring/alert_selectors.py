@@ -92,3 +92,21 @@ def alerts_page(queryset: QuerySet[Alert], *, cursor: str | None, limit: int | s
 def firing_count_for(user) -> int:
     """How many alerts `user` may see are firing (the navigation bar's badge)."""
     return alerts_visible_to(user).filter(state=AlertState.FIRING).count()
+
+
+HISTORY_ROWS = 200
+
+
+def alert_history(alert: Alert, *, limit: int = HISTORY_ROWS) -> tuple[list, list, bool]:
+    """The alert's newest `limit` timeline events and deliveries, each newest first, and
+    whether older ones were left out (for its page and its API answer)."""
+    from apps.notifications.models import Delivery
+
+    events = list(alert.events.select_related("user").order_by("-at", "-id")[: limit + 1])
+    deliveries = list(
+        Delivery.objects.filter(alert=alert)
+        .select_related("channel")
+        .order_by("-created_at", "-id")[: limit + 1]
+    )
+    truncated = len(events) > limit or len(deliveries) > limit
+    return events[:limit], deliveries[:limit], truncated

@@ -25,15 +25,16 @@ from apps.core.htmx import render_page_or_partial, stop_polling, triggered_by, w
 from apps.core.pagination import Page
 from apps.nodes.models import Node
 from apps.notifications.choices import DeliveryState
-from apps.notifications.models import Delivery
 from apps.projects.choices import Role
 from apps.projects.models import Membership
 from apps.projects.selectors import has_role, projects_visible_to
 
 from .alert_selectors import (
+    HISTORY_ROWS,
     AlertFilters,
     alert_filter,
     alert_get,
+    alert_history,
     alerts_page,
     alerts_visible_to,
     firing_count_for,
@@ -53,7 +54,7 @@ LIVE_POLL_SECONDS = 5
 BADGE_POLL_SECONDS = 5
 # An alert repeating every minute for days has thousands of lines: the page shows the
 # newest this many events and deliveries.
-TIMELINE_ROWS = 200
+TIMELINE_ROWS = HISTORY_ROWS
 # Sent (HX-Trigger) by the badge when the firing count moved: an Alerts table that stopped
 # polling asks for itself again at once, so a new alert appears.
 CHANGED_EVENT = "opscenter:alerts-changed"
@@ -267,14 +268,7 @@ def _timeline(alert: Alert) -> tuple[list[TimelineEntry], bool, bool]:
     """The alert's newest events and deliveries (TIMELINE_ROWS of each) in the order they
     happened (a delivery at its creation); whether older ones were left out, and whether
     a delivery is still pending."""
-    events = list(alert.events.select_related("user").order_by("-at", "-id")[: TIMELINE_ROWS + 1])
-    deliveries = list(
-        Delivery.objects.filter(alert=alert)
-        .select_related("channel")
-        .order_by("-created_at", "-id")[: TIMELINE_ROWS + 1]
-    )
-    truncated = len(events) > TIMELINE_ROWS or len(deliveries) > TIMELINE_ROWS
-    events, deliveries = events[:TIMELINE_ROWS], deliveries[:TIMELINE_ROWS]
+    events, deliveries, truncated = alert_history(alert, limit=TIMELINE_ROWS)
     labels = dict(AlertEventKind.choices)
     for event in events:
         event.label = labels.get(event.kind, event.kind)

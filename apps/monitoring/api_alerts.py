@@ -10,18 +10,23 @@ from ninja import Field, Query, Router, Schema
 
 from apps.core.schemas import InputSchema, PageQuery, errors
 from apps.instances.operations import BATCH_MAX
-from apps.notifications.models import Delivery
 from apps.projects.schemas import IsoDateTime
 
 from . import services
-from .alert_selectors import AlertFilters, alert_filter, alert_get, alerts_page, alerts_visible_to
+from .alert_selectors import (
+    AlertFilters,
+    alert_filter,
+    alert_get,
+    alert_history,
+    alerts_page,
+    alerts_visible_to,
+)
 from .alerts import alert_ack, alert_resolve
-from .models import Alert, AlertEvent
+from .models import Alert
 
 router = Router(tags=["alerts"])
 SOURCE = "api"
 # The newest this many timeline lines and deliveries are answered with an alert.
-DETAIL_ROWS = 200
 
 
 def _local(alert: Alert, value: datetime.datetime | None) -> datetime.datetime | None:
@@ -174,11 +179,7 @@ class AlertBatchOut(Schema):
 def alert_detail_of(alert: Alert) -> Alert:
     """The alert with the rows its detail answers (as attributes the schema reads)."""
     tz = alert.project.tz if alert.project_id else datetime.UTC
-    events = list(
-        AlertEvent.objects.filter(alert=alert)
-        .select_related("user")
-        .order_by("-at", "-id")[:DETAIL_ROWS]
-    )
+    events, deliveries, _ = alert_history(alert)
     alert.events_out = [
         {
             "kind": event.kind,
@@ -189,9 +190,6 @@ def alert_detail_of(alert: Alert) -> Alert:
         }
         for event in reversed(events)
     ]
-    deliveries = (
-        Delivery.objects.filter(alert=alert).select_related("channel").order_by("-id")[:DETAIL_ROWS]
-    )
     alert.deliveries_out = [
         {
             "id": delivery.pk,

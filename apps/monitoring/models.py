@@ -141,6 +141,8 @@ class Alert(models.Model):
             models.Index(fields=["state", "-last_at", "-id"], name="alert_state_last_idx"),
             models.Index(fields=["-last_at", "-id"], name="alert_last_idx"),
             models.Index(fields=["project", "state"], name="alert_project_state_idx"),
+            # The overview's alert ranking: alerts raised in a period, per project.
+            models.Index(fields=["project", "first_at"], name="alert_project_first_idx"),
             models.Index(
                 fields=["instance"],
                 condition=Q(state__in=["firing", "acknowledged"]),
