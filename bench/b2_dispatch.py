@@ -49,14 +49,15 @@ def database_url() -> str:
     return f"postgresql://{db.get('USER') or 'postgres'}@{host}:{port}/{db['NAME']}"
 
 
-def redis_url() -> str | None:
+def redis_url(url: str = REDIS_URL) -> str | None:
+    """`url` when a Redis server answers there, else None (the ORM broker then)."""
     try:
         import redis
 
-        redis.Redis.from_url(REDIS_URL, socket_timeout=1).ping()
+        redis.Redis.from_url(url, socket_timeout=1).ping()
     except Exception:
         return None
-    return REDIS_URL
+    return url
 
 
 class Cluster:

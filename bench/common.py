@@ -201,6 +201,34 @@ def analyze(*, vacuum: bool = False) -> None:
             cursor.execute("VACUUM ANALYZE" if vacuum else "ANALYZE")
 
 
+class broker:
+    """This process enqueues django-q2 tasks through Redis at `url` (what a cluster the
+    workload starts serves), or through the ORM broker when `url` is None, whatever the
+    environment says: a workload's tasks never reach another database's queues."""
+
+    def __init__(self, url: str | None):
+        self.url = url
+
+    def __enter__(self):
+        from django_q.conf import Conf, logger
+
+        logger.setLevel("WARNING")  # a line per enqueued task would be measured too
+        self.saved = (Conf.ORM, Conf.REDIS)
+        if self.url:
+            import redis
+
+            redis.Redis.from_url(self.url).delete("django_q:default:q")
+            Conf.ORM, Conf.REDIS = None, self.url
+        else:
+            Conf.ORM, Conf.REDIS = "default", None
+        return self
+
+    def __exit__(self, *exc):
+        from django_q.conf import Conf
+
+        Conf.ORM, Conf.REDIS = self.saved
+
+
 # --- the shared world: a user, projects, nodes -----------------------------------------
 
 

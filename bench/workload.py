@@ -13,6 +13,8 @@ WORKLOADS = {
     "B3": "bench.b3_chain",
     "B4": "bench.b4_instance_list",
     "B5": "bench.b5_overview",
+    "B6": "bench.b6_alert_storm",
+    "B7": "bench.b7_time_pass",
 }
 
 
