@@ -8,5 +8,7 @@ class MonitoringConfig(AppConfig):
     def ready(self) -> None:
         from apps.core.schedules import register_periodic
 
+        from .tasks import MONITOR_SCHEDULE
+
         # Events within seconds, time rules and escalation every minute (tasks.monitor_loop).
-        register_periodic("monitor", "apps.monitoring.tasks.monitor_loop")
+        register_periodic(MONITOR_SCHEDULE, "apps.monitoring.tasks.monitor_loop")

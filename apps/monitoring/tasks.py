@@ -1,11 +1,9 @@
 """django-q2 tasks of monitoring. Thin: the loop and the pass call the services."""
 
-import time
-
 from django.conf import settings
 from django.db import close_old_connections
 
-from apps.core import clock
+from apps.core import clock, loops
 from apps.notifications import services as notifications
 
 from . import alerts, events, timepass
@@ -34,17 +32,34 @@ def monitor_pass() -> dict:
     }
 
 
-def monitor_loop(seconds: float = 55.0) -> dict:
-    """The "monitor" schedule starts this every minute: one whole pass, then for about a
-    minute the outbox and due deliveries every OPSCENTER_MONITOR_POLL_SECONDS, so an
-    attempt's end is alerted within seconds."""
-    deadline = time.monotonic() + seconds
-    totals = monitor_pass()
+MONITOR_SCHEDULE = "monitor"
+
+
+def monitor_loop(seconds: float = loops.MAX_SECONDS) -> dict:
+    """The "monitor" schedule starts this every minute: one whole pass, then the outbox
+    and due deliveries every OPSCENTER_MONITOR_POLL_SECONDS until the next minute's run
+    takes over (apps.core.loops: no gap however late the scheduler starts a run), so an
+    attempt's end is alerted within seconds. `seconds` bounds a run nothing relieves."""
+    totals: dict[str, int] = {}
+
+    def one_pass() -> None:
+        if not totals:
+            result = monitor_pass()
+        else:
+            result = {
+                "events": events_drain(),
+                "deliveries_retried": notifications.deliveries_retry_due(now=clock.now()),
+            }
+        for name, count in result.items():
+            totals[name] = totals.get(name, 0) + count
+
     try:
-        while (remaining := deadline - time.monotonic()) > 0:
-            time.sleep(min(settings.OPSCENTER_MONITOR_POLL_SECONDS, remaining))
-            totals["events"] += events_drain()
-            totals["deliveries_retried"] += notifications.deliveries_retry_due(now=clock.now())
-        return totals
+        run = loops.loop_run(
+            name=MONITOR_SCHEDULE,
+            one_pass=one_pass,
+            every_seconds=settings.OPSCENTER_MONITOR_POLL_SECONDS,
+            max_seconds=seconds,
+        )
+        return {**totals, "passes": run.passes, "handed_over": run.handed_over}
     finally:
         close_old_connections()

@@ -12,13 +12,13 @@ from tests.factories import instance_create, node_create
 PAST = datetime.datetime(2026, 11, 20, 2, 0, tzinfo=datetime.UTC)
 
 
-def test_schedules_ensure_creates_the_dispatcher_loop_and_generation_schedules(project):
+def test_schedules_ensure_creates_the_loops_and_generation_schedules(project):
     Schedule.objects.all().delete()
     tasks.schedules_ensure()
     tasks.schedules_ensure()  # idempotent
 
     names = sorted(Schedule.objects.values_list("name", flat=True))
-    assert names == ["dispatcher", "generate:acme"]
+    assert names == ["dispatcher", "generate:acme", "monitor"]
     loop = Schedule.objects.get(name="dispatcher")
     assert (loop.func, loop.schedule_type, loop.minutes, loop.repeats) == (
         "apps.instances.tasks.dispatcher_loop",
