@@ -8,10 +8,8 @@ the 5M-instance dataset (B5 reuses it when its fingerprint matches).
 """
 
 import argparse
-import base64
 import json
 import os
-import secrets
 import subprocess
 import sys
 import time
@@ -21,11 +19,6 @@ from bench.workload import WORKLOADS
 
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/opscenter_bench"
 ROOT = Path(__file__).resolve().parent.parent
-_RUN_KEYS = {
-    "SECRET_KEY": secrets.token_urlsafe(50),
-    # A Fernet key: 32 random bytes, URL-safe base64.
-    "OPSCENTER_ENCRYPTION_KEY": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
-}
 COLUMNS = ["id", "workload", "figure", "opscenter", "baseline", "ratio", "goal", "met", "peak MB"]
 
 
@@ -53,10 +46,6 @@ def fresh_database(url: str) -> None:
 def _env(url: str) -> dict:
     env = dict(os.environ, DATABASE_URL=url, DJANGO_SETTINGS_MODULE="opscenter.settings")
     env.setdefault("OPSCENTER_VAR_DIR", "/tmp/opscenter-bench")
-    # Production settings (DEBUG off, which the figures need) refuse to run on the
-    # built-in development keys: throwaway ones per run unless they are given.
-    env.setdefault("SECRET_KEY", _RUN_KEYS["SECRET_KEY"])
-    env.setdefault("OPSCENTER_ENCRYPTION_KEY", _RUN_KEYS["OPSCENTER_ENCRYPTION_KEY"])
     return env
 
 

@@ -204,7 +204,8 @@ def analyze(*, vacuum: bool = False) -> None:
 class broker:
     """This process enqueues django-q2 tasks through Redis at `url` (what a cluster the
     workload starts serves), or through the ORM broker when `url` is None, whatever the
-    environment says: a workload's tasks never reach another database's queues."""
+    environment says: a workload's tasks never reach another database's queues. The
+    "default" queue starts empty, and what no cluster took is dropped at the end."""
 
     def __init__(self, url: str | None):
         self.url = url
@@ -227,6 +228,10 @@ class broker:
         from django_q.conf import Conf
 
         Conf.ORM, Conf.REDIS = self.saved
+        if self.url:
+            import redis
+
+            redis.Redis.from_url(self.url).delete("django_q:default:q")
 
 
 # --- the shared world: a user, projects, nodes -----------------------------------------
