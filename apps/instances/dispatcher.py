@@ -434,7 +434,9 @@ def reap_lost_attempts(*, now: datetime.datetime, only_here: bool = False) -> li
         .filter(here if only_here else here | Q(heartbeat_at__lt=limit))
         # Realtime attempts belong to the realtime supervisor, which takes over its own.
         .exclude(instance__kind="realtime")
-        .select_related("instance__version")
+        # Every running attempt of this machine is looked at in every pass: only what
+        # the look needs (the instance's spec is read for the lost ones alone).
+        .only("id", "instance_id", "number", "worker", "pid", "started_at", "heartbeat_at")
     )
     reaped = []
     for attempt in lost:
@@ -453,7 +455,11 @@ def reap_lost_attempts(*, now: datetime.datetime, only_here: bool = False) -> li
             reason = f"worker {attempt.worker or '?'} lost: no heartbeat since {_iso(attempt.heartbeat_at)}"
         else:
             continue
-        spec = attempt.instance.version.spec
+        spec = (
+            Instance.objects.filter(pk=attempt.instance_id)
+            .values_list("version__spec", flat=True)
+            .first()
+        ) or {}
         new_state = states.attempt_lost(
             attempt=attempt,
             retries=int(spec.get("retries") or 0),
