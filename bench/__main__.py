@@ -67,6 +67,10 @@ def _fmt(number, unit: str) -> str:
     return f"{number:,.1f} {unit}" if number >= 10 else f"{number:,.3g} {unit}"
 
 
+def _ratio(ratio: float) -> str:
+    return f"{ratio:.2f}×" if ratio >= 0.1 else f"{ratio:.2g}×"
+
+
 def table(rows: list[dict], header: str) -> str:
     lines = [header, "", "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     for row in rows:
@@ -76,7 +80,7 @@ def table(rows: list[dict], header: str) -> str:
             row["figure"] + (f" ({row['note']})" if row.get("note") else ""),
             _fmt(row["value"], row["unit"]),
             _fmt(row["baseline"], row["unit"]),
-            "—" if row["ratio"] is None else f"{row['ratio']:.2f}×",
+            "—" if row["ratio"] is None else _ratio(row["ratio"]),
             row["goal"],
             "—" if row["met"] is None else "yes" if row["met"] else "**no**",
             f"{row['peak_mb']:,.0f}" if row.get("peak_mb") is not None else "—",

@@ -76,7 +76,12 @@ def result(
         "value": round(value, 3),
         "baseline": None if baseline is None else round(baseline, 3),
         "unit": unit,
-        "ratio": None if ratio is None else round(ratio, 2),
+        # Two decimals, or two significant digits below 0.1 (0.0019x, not 0.00x).
+        "ratio": None
+        if ratio is None
+        else round(ratio, 2)
+        if ratio >= 0.1
+        else float(f"{ratio:.2g}"),
         "goal": goal,
         "met": None if met is None else bool(met),
         "peak_mb": peak_mb,

@@ -175,6 +175,18 @@ def test_table_prints_one_line_per_row_and_marks_misses():
             met=None,
         ),
     ]
+    rows.append(
+        common.result(
+            id="B9",
+            workload="w",
+            figure="i",
+            value=0.19,
+            baseline=100.0,
+            unit="events/s",
+            goal=">= 0.3x baseline",
+            met=False,
+        )
+    )
     text = table(rows, "Machine: test")
     lines = text.splitlines()
     assert lines[0] == "Machine: test"
@@ -182,3 +194,5 @@ def test_table_prints_one_line_per_row_and_marks_misses():
     assert "| 2.00× | <= 3x | yes | 10 |" in lines[4]
     assert "| 4.00× | <= 3x | **no** | 10 |" in lines[5]
     assert "| 5.00× | none: for information | — | — |" in lines[6]
+    # A ratio far below 1 keeps two significant digits instead of reading 0.00×.
+    assert "| 0.0019× | >= 0.3x baseline | **no** |" in lines[7]
