@@ -182,6 +182,14 @@ class Attempt(models.Model):
     pid = models.IntegerField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     log_size = models.PositiveIntegerField(default=0)
+    # The runtime settings in force when it started, each with its level
+    # (apps.configuration.runtime.Runtime.as_dict): its timeout, action and retries.
+    runtime = models.JSONField(default=dict, blank=True)
+    # With timeout_action alert_only: when it passes its timeout (it keeps running and the
+    # monitor's minute pass raises a running_longer alert).
+    timeout_alert_at = models.DateTimeField(null=True, blank=True)
+    # Why opscenter killed it, if it did: "timeout" or "memory" (over its memory_mb).
+    killed_for = models.CharField(max_length=16, blank=True)
 
     class Meta:
         constraints = [
@@ -200,6 +208,14 @@ class Attempt(models.Model):
                 condition=Q(state="running"),
                 name="attempt_running_started_idx",
             ),
+            # The monitor's timeout alerts: running attempts past an alert_only timeout.
+            models.Index(
+                fields=["timeout_alert_at"],
+                condition=Q(state="running", timeout_alert_at__isnull=False),
+                name="attempt_running_overtime_idx",
+            ),
+            # The resource dashboard: a date range of finished attempts.
+            models.Index(fields=["started_at"], name="attempt_started_idx"),
         ]
         ordering = ["instance", "number"]
 
