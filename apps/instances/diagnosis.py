@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from django.conf import settings
 from django.db.models import Q
 
-from apps.core import clock
+from apps.core import clock, dag
 from apps.projects.selectors import projects_visible_to
 
 from .choices import ACTIVE, DONE_FOR_DOWNSTREAM, InstanceKind, InstanceState, WaitReason
@@ -351,53 +351,56 @@ def _walk_up(start: list[Instance]) -> _Walk:
     """Walk up the unfinished ancestors, one query per level, stopping at each problem
     (failed, stopped, paused) and at each ancestor that is itself not held up by anyone."""
     walk = _Walk()
-    child_of: dict[int, int | None] = {i.pk: None for i in start}
+    instances = {i.pk: i for i in start}
+    held_up: set[int] = set()
 
-    def via(instance_id: int) -> list[int]:
-        """Ids on the path from a direct upstream of the instance up to `instance_id`."""
-        path = []
-        current: int | None = instance_id
-        while current is not None:
-            path.append(current)
-            current = child_of[current]
-        return path[::-1]
-
-    frontier = start
-    for _level in range(MAX_WALK_LEVELS):
-        expand = []
-        for ancestor in frontier:
-            if cause := _problem(ancestor):
-                walk.root_causes.append((ancestor, cause, via(ancestor.pk)))
-            elif ancestor.state == InstanceState.PENDING:
-                expand.append(ancestor)
-            else:
-                walk.in_progress.append((ancestor, ancestor.state, via(ancestor.pk)))
-        if not expand:
-            return walk
+    def unfinished_upstream(ids: list[int]) -> dict[int, list[int]]:
         edges = (
-            InstanceDependency.objects.filter(
-                downstream_id__in=[a.pk for a in expand], removed=False
-            )
+            InstanceDependency.objects.filter(downstream_id__in=ids, removed=False)
             .exclude(upstream__state__in=DONE_FOR_DOWNSTREAM)
             .select_related("upstream__node", "upstream__project")
             .order_by("downstream_id", "upstream__scheduled_at", "upstream_id")
         )
-        held_up = set()
-        frontier = []
+        upstream: dict[int, list[int]] = {}
         for edge in edges:
-            held_up.add(edge.downstream_id)
-            if edge.upstream_id not in child_of:
-                child_of[edge.upstream_id] = edge.downstream_id
-                frontier.append(edge.upstream)
-        for ancestor in expand:
+            instances.setdefault(edge.upstream_id, edge.upstream)
+            upstream.setdefault(edge.downstream_id, []).append(edge.upstream_id)
+        held_up.update(upstream)
+        return upstream
+
+    def ends_the_chain(instance_id: int) -> bool:
+        ancestor = instances[instance_id]
+        return bool(_problem(ancestor)) or ancestor.state != InstanceState.PENDING
+
+    ancestors = dag.Walk(
+        list(instances), unfinished_upstream, depth=MAX_WALK_LEVELS, stop=ends_the_chain
+    )
+    expanded: list[Instance] = []
+
+    def settle() -> None:
+        for ancestor in expanded:
             if ancestor.pk not in held_up:
                 # Its upstream is done: it waits on its own time, slot or dispatcher pass.
                 cause = ancestor.wait_reason or "pending"
-                walk.in_progress.append((ancestor, cause, via(ancestor.pk)))
-        if len(child_of) > MAX_WALK_INSTANCES:
-            walk.truncated = bool(frontier)
+                walk.in_progress.append((ancestor, cause, ancestors.path(ancestor.pk)))
+
+    reached = 0
+    for number, level in enumerate(ancestors):
+        settle()
+        reached += len(level)
+        if number == MAX_WALK_LEVELS or (number and reached > MAX_WALK_INSTANCES):
+            # This level is read but not reported: there is more above it.
+            walk.truncated = True
             return walk
-    walk.truncated = bool(frontier)
+        expanded = []
+        for ancestor in map(instances.__getitem__, level):
+            if cause := _problem(ancestor):
+                walk.root_causes.append((ancestor, cause, ancestors.path(ancestor.pk)))
+            elif ancestor.state == InstanceState.PENDING:
+                expanded.append(ancestor)
+            else:
+                walk.in_progress.append((ancestor, ancestor.state, ancestors.path(ancestor.pk)))
+    settle()
     return walk
 
 
