@@ -8,7 +8,13 @@ from apps.projects.selectors import has_role
 
 from .choices import FINISHED, InstanceKind, InstanceState
 from .models import Instance
-from .operations import SET_SUCCESS_FROM, UNFINISHED, operate_role, state_phrase
+from .operations import (
+    SET_SUCCESS_FROM,
+    UNFINISHED,
+    operate_role,
+    rerun_policy_refusals,
+    state_phrase,
+)
 
 
 @dataclass(frozen=True)
@@ -128,8 +134,20 @@ class Roles:
         return operate_role(instance.env)
 
 
-def offered(instance: Instance, roles: Roles) -> list[Action]:
-    """The actions the detail page shows as buttons for this instance and viewer."""
+RERUN_ACTIONS = ("rerun", "rerun_downstream")
+
+
+def rerun_policy_refusal(instance: Instance) -> str:
+    """Why the instance's rerun policy refuses a manual rerun now ("" when it does not,
+    or when its state refuses anyway)."""
+    if instance.kind == InstanceKind.REALTIME or instance.state not in FINISHED:
+        return ""
+    return rerun_policy_refusals([instance.pk]).get(instance.pk, "")
+
+
+def offered(instance: Instance, roles: Roles, *, rerun_refused: str = "") -> list[Action]:
+    """The actions the detail page shows as buttons for this instance and viewer (rerun
+    left out when `rerun_refused`, its policy's refusal, says why)."""
     if not roles.may_operate(instance):
         return []
     return [
@@ -144,12 +162,16 @@ def offered(instance: Instance, roles: Roles) -> list[Action]:
             "resume_node",
             "stop",
         )
-        if state_allows(name, instance)
+        if state_allows(name, instance) and not (rerun_refused and name in RERUN_ACTIONS)
     ]
 
 
-def refusal(action: str, instance: Instance, roles: Roles) -> str:
-    """Why `action` would be refused on `instance` now ("" when it would be applied)."""
+def refusal(
+    action: str, instance: Instance, roles: Roles, *, policy_refusals: dict[int, str] | None = None
+) -> str:
+    """Why `action` would be refused on `instance` now ("" when it would be applied).
+    `policy_refusals` (operations.rerun_policy_refusals of a batch) spares a query per
+    instance."""
     if not roles.may_operate(instance):
         return f"needs the {roles.needed(instance)} role in project {instance.project.code!r}"
     if instance.kind == InstanceKind.REALTIME:
@@ -160,4 +182,12 @@ def refusal(action: str, instance: Instance, roles: Roles) -> str:
         if action == "resume" and not instance.paused and instance.state in UNFINISHED:
             return f"instance {instance.pk} is not paused"
         return f"instance {instance.pk} {state_phrase(instance.state)}: {ACTIONS[action].needs}"
+    if action in RERUN_ACTIONS:
+        refused = (
+            policy_refusals.get(instance.pk, "")
+            if policy_refusals is not None
+            else rerun_policy_refusal(instance)
+        )
+        if refused:
+            return f"instance {instance.pk} is not rerun: {refused}"
     return ""

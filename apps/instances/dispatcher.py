@@ -27,6 +27,7 @@ from django.db.models.functions import Coalesce
 from django.db.models.lookups import LessThanOrEqual
 
 from apps.configuration.models import ResourceGroup
+from apps.configuration.runtime import runtime_of_attempt
 from apps.core import clock
 
 from . import states
@@ -455,15 +456,12 @@ def reap_lost_attempts(*, now: datetime.datetime, only_here: bool = False) -> li
             reason = f"worker {attempt.worker or '?'} lost: no heartbeat since {_iso(attempt.heartbeat_at)}"
         else:
             continue
-        spec = (
-            Instance.objects.filter(pk=attempt.instance_id)
-            .values_list("version__spec", flat=True)
-            .first()
-        ) or {}
+        # The retries the attempt started with (apps.configuration.runtime).
+        runtime = runtime_of_attempt(attempt)
         new_state = states.attempt_lost(
             attempt=attempt,
-            retries=int(spec.get("retries") or 0),
-            retry_interval_seconds=float(spec.get("retry_interval_seconds") or 0),
+            retries=runtime.retries,
+            retry_interval_seconds=float(runtime.retry_interval_seconds),
             now=now,
             reason=reason,
         )

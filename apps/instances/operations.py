@@ -21,6 +21,7 @@ from django.db.models import Exists, OuterRef
 
 from apps.audit.services import operation_run
 from apps.configuration.models import ResourceGroup
+from apps.configuration.runtime import rerun_refusals
 from apps.core import clock
 from apps.core.errors import Conflict, NotFound, OpscenterError, PermissionDenied, ValidationFailed
 from apps.nodes.choices import Env
@@ -210,16 +211,43 @@ def _require_downstream_roles(by, ids: list[int]) -> None:
     )
 
 
+def rerun_policy_refusals(ids: list[int]) -> dict[int, str]:
+    """Why each of `ids` may not be rerun by hand under its rerun policy (SPEC 9), read
+    in one query per chunk; ids rerun may go are left out."""
+    rows = []
+    for chunk in _chunks(ids):
+        rows += Instance.objects.filter(pk__in=chunk).values_list(
+            "pk", "state", "project_id", "version__spec__rerun_policy"
+        )
+    return rerun_refusals(rows)
+
+
+def _require_downstream_rerun_policies(ids: list[int]) -> None:
+    """Resetting a downstream instance reruns it by hand too: its rerun policy holds."""
+    refused = rerun_policy_refusals(ids)
+    if refused:
+        named = "; ".join(f"instance {pk}: {why}" for pk, why in sorted(refused.items())[:5])
+        more = f" (and {len(refused) - 5} more)" if len(refused) > 5 else ""
+        raise Conflict(
+            f"rerun with downstream would also rerun instances whose rerun policy refuses "
+            f"it: {named}{more}; rerun without downstream"
+        )
+
+
 def instance_rerun(*, instance: Instance, by, source: str, downstream: bool = False) -> Instance:
     """A finished instance (succeeded, failed, stopped, skipped) runs again: it becomes
     pending with a clean slate (retries, times, forced and paused flags) and gets a new
     attempt when it may start. With `downstream`, every finished transitive downstream
     instance is reset the same way (unfinished ones are left alone), and dependencies
-    removed between rerun instances block again, so the rerun runs in order."""
+    removed between rerun instances block again, so the rerun runs in order. The rerun
+    policy of each (SPEC 9) may refuse: `never`, or `failed_only` for a succeeded one."""
 
     def change() -> dict:
         previous = _current_state(instance.pk)
         now = clock.now()
+        refused = rerun_policy_refusals([instance.pk]).get(instance.pk)
+        if refused:
+            raise Conflict(f"instance {instance.pk} is not rerun: {refused}")
         if not states.instances_rerun(ids=[instance.pk], now=now):
             raise _refuse(instance, "rerun needs a finished instance")
         # A stopped instance's worker may not have killed its process yet; a new attempt
@@ -240,6 +268,7 @@ def instance_rerun(*, instance: Instance, by, source: str, downstream: bool = Fa
                     .values_list("pk", flat=True)
                 )
             _require_downstream_roles(by, finished)
+            _require_downstream_rerun_policies(finished)
             for chunk in _chunks(sorted(finished)):
                 # The ids recorded are exactly the rows changed.
                 reset.extend(states.instances_rerun(ids=chunk, now=now, cause="rerun_downstream"))

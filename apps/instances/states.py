@@ -309,6 +309,8 @@ class AttemptOutcome:
     reason: str = ""
     # False for failures that another attempt cannot fix (an unknown parameter).
     retryable: bool = True
+    # Why the executor killed it, if it did: "timeout" or "memory".
+    killed_for: str = ""
 
 
 def attempt_finish(
@@ -337,6 +339,7 @@ def attempt_finish(
             cpu_seconds=result.cpu_seconds,
             peak_memory_mb=result.peak_memory_mb,
             reason=result.reason[:500],
+            killed_for=result.killed_for,
             log_size=log_tail[0] + len(log_tail[1]) if log_tail else F("log_size"),
         )
         if not recorded:

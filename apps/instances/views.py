@@ -39,7 +39,16 @@ from apps.projects.models import Membership
 from apps.projects.selectors import projects_visible_to
 
 from . import operations
-from .actions import ACTIONS, BATCH_ACTIONS, Roles, offered, refusal, state_allows
+from .actions import (
+    ACTIONS,
+    BATCH_ACTIONS,
+    RERUN_ACTIONS,
+    Roles,
+    offered,
+    refusal,
+    rerun_policy_refusal,
+    state_allows,
+)
 from .choices import (
     ACTIVE,
     DONE_FOR_DOWNSTREAM,
@@ -308,13 +317,16 @@ def instance_batch(request):
     else:
         roles = Roles(request.user)
         found = _listable(instances_visible_to(request.user)).in_bulk(ids)
+        policies = (
+            operations.rerun_policy_refusals(list(found)) if action.name in RERUN_ACTIONS else {}
+        )
         change, refused = [], []
         for instance_id in ids:
             instance = found.get(instance_id)
             if instance is None:
                 refused.append({"id": instance_id, "instance": None, "reason": "not found"})
                 continue
-            reason = refusal(action.name, instance, roles)
+            reason = refusal(action.name, instance, roles, policy_refusals=policies)
             if reason:
                 refused.append({"id": instance_id, "instance": instance, "reason": reason})
             else:
@@ -665,8 +677,15 @@ def _actions_context(request, instance: Instance, roles: Roles) -> dict:
             )
         )
     here = reverse("instances:detail", args=[instance.pk])
+    # The rerun policy (SPEC 9) may refuse a rerun its state allows: the button is shown
+    # disabled, with the policy's reason.
+    rerun_refused = rerun_policy_refusal(instance) if may_operate else ""
     return {
-        "actions": [_button(action.name, instance, here) for action in offered(instance, roles)],
+        "actions": [
+            _button(action.name, instance, here)
+            for action in offered(instance, roles, rerun_refused=rerun_refused)
+        ],
+        "rerun_refused": rerun_refused,
         "may_operate": may_operate,
         "role_needed": roles.needed(instance),
         "other_groups": groups,
@@ -815,8 +834,11 @@ def _diagnosis_context(request, instance: Instance, roles: Roles) -> dict:
         for cause in blocker.detail.get("root_causes", []):
             targets.add(cause["id"])
     loaded = instances_visible_to(request.user).in_bulk(targets)
+    policy_refused = operations.rerun_policy_refusals(list(loaded)) if loaded else {}
 
     def allowed(action: str, target: Instance | None) -> bool:
+        if action in RERUN_ACTIONS and target is not None and target.pk in policy_refused:
+            return False
         return target is not None and roles.may_operate(target) and state_allows(action, target)
 
     blockers = []

@@ -28,7 +28,10 @@ from django.db import (
     transaction,
 )
 
+from apps.configuration.choices import TimeoutAction
+from apps.configuration.runtime import Runtime, runtime_for, runtime_of_attempt
 from apps.core import clock
+from apps.nodes.specs import NodeSpec
 from apps.projects.models import Datasource, Variable
 
 from . import dispatcher, states
@@ -241,16 +244,27 @@ def _datasource(instance: Instance, name: str | None) -> dict:
     }
 
 
-def build_request(instance: Instance, attempt: Attempt, workdir: Path) -> RunRequest:
-    spec = instance.version.spec
+# The node types whose processes are held to the node's memory_mb (a SQL or HTTP
+# runner's own memory is opscenter's, not the node's).
+MEMORY_LIMITED_TYPES = ("shell", "python")
+
+
+def build_request(
+    instance: Instance, attempt: Attempt, workdir: Path, runtime: Runtime | None = None
+) -> RunRequest:
+    spec = NodeSpec.from_spec(instance.version.spec)
+    runtime = runtime or runtime_of_attempt(attempt, instance=instance)
     ctx = _param_context(instance)
-    content = spec.get("content") or ""
+    content = spec.content or ""
     content = render_value(content, ctx) if isinstance(content, dict) else render(content, ctx)
-    datasource = _datasource(instance, spec.get("datasource")) if spec["type"] == "sql" else None
+    datasource = _datasource(instance, spec.datasource) if spec.type == "sql" else None
     return RunRequest(
-        node_type=spec["type"],
+        node_type=spec.type,
         content=content,
-        timeout_seconds=spec.get("timeout_seconds"),
+        timeout_seconds=runtime.timeout,
+        # alert_only: the attempt runs on past its timeout; the monitor raises the alert.
+        timeout_kills=runtime.timeout_action != TimeoutAction.ALERT_ONLY,
+        memory_limit_mb=spec.memory_mb if spec.type in MEMORY_LIMITED_TYPES else None,
         datasource=datasource,
         env={
             "OPSCENTER_PROJECT": instance.project.code,
@@ -297,8 +311,9 @@ def run_attempt(
     return first_state
 
 
-def _start(instance_id: int) -> tuple[Attempt, Instance, list[int]] | None:
-    """One transaction starts the attempt and reads all the attempt needs."""
+def _start(instance_id: int) -> tuple[Attempt, Instance, Runtime, list[int]] | None:
+    """One transaction starts the attempt and reads all the attempt needs, with the
+    runtime settings in force now, which the attempt keeps (they hold to its end)."""
     with transaction.atomic():
         attempt = states.attempt_start(instance_id=instance_id, now=clock.now())
         if attempt is None:
@@ -306,12 +321,18 @@ def _start(instance_id: int) -> tuple[Attempt, Instance, list[int]] | None:
         instance = Instance.objects.select_related(
             "project", "node", "version", "resource_group"
         ).get(pk=instance_id)
+        runtime = runtime_for(instance)
+        attempt.runtime = runtime.as_dict()
+        attempt.timeout_alert_at = runtime.timeout_alert_at(attempt.started_at)
+        Attempt.objects.filter(pk=attempt.pk).update(
+            runtime=attempt.runtime, timeout_alert_at=attempt.timeout_alert_at
+        )
         children = list(
             InstanceDependency.objects.filter(upstream_id=instance_id).values_list(
                 "downstream_id", flat=True
             )
         )
-    return attempt, instance, children
+    return attempt, instance, runtime, children
 
 
 def _run_one(
@@ -321,24 +342,27 @@ def _run_one(
     started = with_database(lambda: _start(instance_id), what="starting the attempt")
     if started is None:
         return None, None
-    attempt, instance, children = started
-    spec = instance.version.spec
+    attempt, instance, runtime, children = started
+    spec = NodeSpec.from_spec(instance.version.spec)
     log = AttemptLog(attempt)
     log.line(
         f"attempt {attempt.number} of {instance.project.code}.{instance.node.name} "
-        f"v{instance.version.number} ({spec['type']}), biz date {instance.biz_date}, "
+        f"v{instance.version.number} ({spec.type}), biz date {instance.biz_date}, "
         f"on {attempt.worker}"
     )
-    if spec["type"] == "virtual":
+    if spec.type == "virtual":
         # Nothing runs: no parameters, work directory, log flushes or heartbeats.
         outcome = _execute_virtual(log)
     else:
-        outcome = _execute_in_workdir(instance, attempt, log)
+        log.line(runtime_summary(runtime, spec))
+        outcome = _execute_in_workdir(instance, attempt, runtime, log)
+    if outcome.killed_for == "timeout" and runtime.timeout_action == TimeoutAction.KILL_AND_RETRY:
+        outcome.reason += " (timeout_action kill_and_retry)"
     log.line(
         f"attempt {attempt.number} {outcome.outcome}"
         + (f": {outcome.reason}" if outcome.reason else "")
     )
-    new_state = _finish(attempt, outcome, spec, log)
+    new_state = _finish(attempt, outcome, runtime, log)
     inline_id = _after_finish(
         succeeded=new_state in (InstanceState.SUCCEEDED, InstanceState.SKIPPED),
         children=children,
@@ -350,8 +374,26 @@ def _run_one(
     return new_state, inline_id
 
 
+def runtime_summary(runtime: Runtime, spec: NodeSpec) -> str:
+    """The settings an attempt runs with, with their levels, for its log."""
+    timeout = (
+        f"timeout {runtime.timeout}s, {runtime.timeout_action}" if runtime.timeout else "no timeout"
+    )
+    retries = f"retries {runtime.retries}"
+    if runtime.retries:
+        retries += f" every {runtime.retry_interval_seconds}s"
+    memory = ""
+    if spec.memory_mb and spec.type in MEMORY_LIMITED_TYPES:
+        memory = f"; memory limit {spec.memory_mb} MB"
+    return (
+        f"runtime: {timeout} ({runtime.source('timeout_seconds')}/"
+        f"{runtime.source('timeout_action')}); {retries} ({runtime.source('retries')})"
+        f"{memory}"
+    )
+
+
 def _finish(
-    attempt: Attempt, outcome: states.AttemptOutcome, spec: dict, log: AttemptLog
+    attempt: Attempt, outcome: states.AttemptOutcome, runtime: Runtime, log: AttemptLog
 ) -> str | None:
     """Record the attempt's end, riding out a database that is away. A try whose commit
     got through unacknowledged leaves the next one nothing to do: the instance's state
@@ -365,8 +407,8 @@ def _finish(
         new_state = states.attempt_finish(
             attempt=attempt,
             result=outcome,
-            retries=int(spec.get("retries") or 0),
-            retry_interval_seconds=float(spec.get("retry_interval_seconds") or 0),
+            retries=runtime.retries,
+            retry_interval_seconds=float(runtime.retry_interval_seconds),
             now=clock.now(),
             log_tail=log_tail,
         )
@@ -486,7 +528,7 @@ def _execute_virtual(log: AttemptLog) -> states.AttemptOutcome:
 
 
 def _execute_in_workdir(
-    instance: Instance, attempt: Attempt, log: AttemptLog
+    instance: Instance, attempt: Attempt, runtime: Runtime, log: AttemptLog
 ) -> states.AttemptOutcome:
     workdir = Path(settings.VAR_DIR) / "work" / str(instance.pk) / str(attempt.number)
     try:
@@ -494,7 +536,7 @@ def _execute_in_workdir(
         try:
             # An attempt that cannot run as OPSCENTER_RUN_AS fails at once, not retried.
             run_as()
-            request = build_request(instance, attempt, workdir)
+            request = build_request(instance, attempt, workdir, runtime)
         except (UnknownParameter, ConfigurationError, RunAsRefused) as exc:
             log.line(f"cannot run: {exc}")
             return states.AttemptOutcome(outcome="failed", reason=str(exc), retryable=False)
@@ -528,6 +570,7 @@ def _execute(request: RunRequest, attempt: Attempt, log: AttemptLog) -> states.A
         cpu_seconds=result.cpu_seconds,
         peak_memory_mb=result.peak_memory_mb,
         reason=reason,
+        killed_for=result.killed_for,
     )
 
 

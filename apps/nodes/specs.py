@@ -6,10 +6,20 @@ execution, diffs, backups) reads only this shape.
 
 import hashlib
 import json
+from dataclasses import dataclass
+from typing import Any
 
 DEFAULT_PRIORITY = 3
-DEFAULT_TIMEOUT_SECONDS = 3600
-DEFAULT_RETRY_INTERVAL_SECONDS = 60
+
+# The runtime settings a node may give (SPEC 9). Not given (None), the project's or the
+# global runtime configuration applies: apps.configuration.runtime.runtime_for.
+RUNTIME_KEYS = (
+    "timeout_seconds",
+    "timeout_action",
+    "retries",
+    "retry_interval_seconds",
+    "rerun_policy",
+)
 
 SPEC_DEFAULTS = {
     "type": "shell",
@@ -19,9 +29,11 @@ SPEC_DEFAULTS = {
     "owner": "",
     "priority": DEFAULT_PRIORITY,
     "resource_group": "default",
-    "timeout_seconds": DEFAULT_TIMEOUT_SECONDS,
-    "retries": 0,
-    "retry_interval_seconds": DEFAULT_RETRY_INTERVAL_SECONDS,
+    "timeout_seconds": None,
+    "timeout_action": None,
+    "retries": None,
+    "retry_interval_seconds": None,
+    "rerun_policy": None,
     "params": {},
     "content": "",
     "datasource": None,
@@ -35,3 +47,65 @@ SPEC_DEFAULTS = {
 def spec_hash(spec: dict) -> str:
     """A stable fingerprint: a node whose spec hash did not change gets no new version."""
     return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """A stored spec, typed: what the engine reads of a node version. Built from any
+    version's spec (older ones may lack newer keys: those read as not given)."""
+
+    name: str
+    type: str
+    schedule_type: str
+    cron: str
+    upstream: tuple[str, ...]
+    self_dependent: bool
+    owner: str
+    priority: int
+    resource_group: str
+    # Runtime settings: None when the node does not give them (its project's or the
+    # global value applies).
+    timeout_seconds: int | None
+    timeout_action: str | None
+    retries: int | None
+    retry_interval_seconds: int | None
+    rerun_policy: str | None
+    params: dict
+    content: Any
+    datasource: str | None
+    cpu: float | None
+    memory_mb: int | None
+    description: str
+    paused: bool
+
+    @classmethod
+    def from_spec(cls, spec: dict) -> "NodeSpec":
+        values = {**SPEC_DEFAULTS, **(spec or {})}
+        schedule = values.get("schedule") or {}
+        return cls(
+            name=values.get("name") or "",
+            type=values["type"],
+            schedule_type=schedule.get("type") or "",
+            cron=schedule.get("cron") or "",
+            upstream=tuple(values.get("upstream") or ()),
+            self_dependent=bool(values["self_dependent"]),
+            owner=values["owner"] or "",
+            priority=values["priority"],
+            resource_group=values["resource_group"],
+            timeout_seconds=values["timeout_seconds"],
+            timeout_action=values["timeout_action"],
+            retries=values["retries"],
+            retry_interval_seconds=values["retry_interval_seconds"],
+            rerun_policy=values["rerun_policy"],
+            params=dict(values.get("params") or {}),
+            content=values.get("content"),
+            datasource=values.get("datasource"),
+            cpu=values.get("cpu"),
+            memory_mb=values.get("memory_mb"),
+            description=values.get("description") or "",
+            paused=bool(values["paused"]),
+        )
+
+    def runtime_given(self) -> dict[str, Any]:
+        """The runtime settings this node gives itself (its level of SPEC 9)."""
+        return {key: getattr(self, key) for key in RUNTIME_KEYS if getattr(self, key) is not None}

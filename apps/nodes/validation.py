@@ -18,6 +18,7 @@ from django.contrib.auth import get_user_model
 from django.db.models import Q
 
 from apps.configuration.models import ResourceGroup
+from apps.configuration.runtime import runtime_value_error
 from apps.core.errors import ValidationFailed
 from apps.instances.schedules import cron_error
 from apps.projects.choices import EnvMode
@@ -26,7 +27,7 @@ from apps.projects.selectors import projects_visible_to
 
 from .choices import Env, NodeStatus, NodeType, ScheduleType
 from .models import Node, NodeDependency
-from .specs import SPEC_DEFAULTS
+from .specs import RUNTIME_KEYS, SPEC_DEFAULTS
 
 # No dots in a name: "project_code.node_name" names another project's node.
 NAME_RE = re.compile(r"^\w[\w-]*$")
@@ -37,9 +38,6 @@ RESERVED_PARAMS = {"bizdate", "cyctime", "var"}
 HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 HTTP_KEYS = ("url", "method", "headers", "body")
 SPEC_KEYS = ("name", *SPEC_DEFAULTS)
-MAX_TIMEOUT_SECONDS = 31 * 86400
-MAX_RETRIES = 100
-MAX_RETRY_INTERVAL_SECONDS = 86400
 SCRIPT_TYPES = {NodeType.SHELL: "script", NodeType.PYTHON: "script", NodeType.SQL: "SQL"}
 
 
@@ -152,21 +150,14 @@ class _SpecChecker:
                     spec[key] = None
         if self.given("priority"):
             spec["priority"] = _int_in(raw, "priority", 1, 5, self.label, self.errors)
-        if self.given("timeout_seconds"):
-            spec["timeout_seconds"] = _int_in(
-                raw, "timeout_seconds", 1, MAX_TIMEOUT_SECONDS, self.label, self.errors
-            )
-        if self.given("retries"):
-            spec["retries"] = _int_in(raw, "retries", 0, MAX_RETRIES, self.label, self.errors)
-        if self.given("retry_interval_seconds"):
-            spec["retry_interval_seconds"] = _int_in(
-                raw,
-                "retry_interval_seconds",
-                0,
-                MAX_RETRY_INTERVAL_SECONDS,
-                self.label,
-                self.errors,
-            )
+        # Runtime settings (SPEC 9): not given, the project's or the global ones apply.
+        for key in RUNTIME_KEYS:
+            if self.given(key):
+                message = runtime_value_error(key, raw[key])
+                if message:
+                    self.err(key, message)
+                else:
+                    spec[key] = raw[key]
         if self.given("cpu"):
             if _is_number(raw["cpu"]) and raw["cpu"] > 0:
                 spec["cpu"] = raw["cpu"]

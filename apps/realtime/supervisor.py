@@ -40,7 +40,12 @@ from apps.instances.dispatcher import kill_orphaned_tree
 from apps.instances.executors import execute
 from apps.instances.models import Attempt, AttemptLogChunk, Instance
 from apps.instances.params import UnknownParameter
-from apps.instances.worker import AttemptLog, ConfigurationError, build_request
+from apps.instances.worker import (
+    MEMORY_LIMITED_TYPES,
+    AttemptLog,
+    ConfigurationError,
+    build_request,
+)
 
 from .models import RealtimeSettings
 from .services import effective_resources
@@ -324,7 +329,11 @@ class Supervisor:
         if memory_mb is not None:
             resources["OPSCENTER_MEMORY_MB"] = str(memory_mb)
         request = dataclasses.replace(
-            request, timeout_seconds=None, env={**request.env, **resources}
+            request,
+            timeout_seconds=None,
+            env={**request.env, **resources},
+            # The memory it runs with is the one it is held to (scripts only).
+            memory_limit_mb=memory_mb if spec["type"] in MEMORY_LIMITED_TYPES else None,
         )
 
         def on_start(pid: int) -> None:

@@ -27,7 +27,10 @@ def test_canonical_spec_fills_every_default(project, dave):
     assert stored["schedule"] == {"type": "recurring", "cron": "0 2 * * *"}
     assert stored["owner"] == "dave"  # the publisher, when not given
     assert stored["resource_group"] == "default"
-    assert stored["priority"] == 3 and stored["retries"] == 0 and stored["params"] == {}
+    assert stored["priority"] == 3 and stored["params"] == {}
+    # Runtime settings not given are left to the project's and the global level.
+    assert stored["retries"] is None and stored["timeout_seconds"] is None
+    assert stored["timeout_action"] is None and stored["rerun_policy"] is None
 
 
 def test_values_are_normalised(project, dave):

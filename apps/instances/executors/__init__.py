@@ -72,6 +72,8 @@ def execute(
     return run_command(
         command,
         timeout_seconds=request.timeout_seconds,
+        timeout_kills=request.timeout_kills,
+        memory_limit_mb=request.memory_limit_mb,
         log=log,
         tick=tick,
         on_start=on_start,

@@ -21,6 +21,12 @@ class RunRequest:
     datasource: dict | None
     env: dict[str, str]  # added to the process environment
     workdir: Path  # created if missing; scripts are written here and run from here
+    # False: past its timeout the command goes on (timeout_action alert_only); the
+    # executor only notes it in the log.
+    timeout_kills: bool = True
+    # The tree's summed RSS may not pass this (MiB): over it, the tree is killed and the
+    # run fails, saying so. None: no limit.
+    memory_limit_mb: int | None = None
 
 
 @dataclass(frozen=True)
@@ -33,3 +39,5 @@ class RunResult:
     cpu_seconds: float  # user + system of the whole process tree
     peak_memory_mb: float  # highest summed RSS of the process tree
     reason: str  # "" on success, else one short human line
+    # Why the executor killed the tree itself: "timeout", "memory"; "" when it did not.
+    killed_for: str = ""

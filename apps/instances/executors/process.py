@@ -49,6 +49,7 @@ MAX_PENDING_CHARS = 64 * 1024
 RUN_MARKER = "OPSCENTER_RUN_ID"
 
 _STATUS_LOST = -1  # never a real wait status
+MIB = 1024 * 1024
 SUBREAPER = Path(__file__).with_name("subreaper.py")
 # How long the subreaper may take beyond the grace period to be done with the tree.
 SUBREAPER_MARGIN_SECONDS = 5.0
@@ -127,11 +128,15 @@ def run_command(
     kill_grace_seconds: float | None = None,
     user: RunAs | None = None,
     tag: str = "",
+    timeout_kills: bool = True,
+    memory_limit_mb: int | None = None,
 ) -> RunResult:
     """Run `command` (as `user`) to its end. `on_start` gets the pid of its subreaper, the
     process that holds the whole tree; `tag` names the run in the subreaper's command line
     (an attempt's "attempt-<id>"), so a reaper can tell it from a process that reused its
-    pid."""
+    pid. Past `timeout_seconds` the tree is killed, unless `timeout_kills` is False (then
+    the log says so and it goes on); a tree whose summed RSS passes `memory_limit_mb` is
+    killed and the run fails, saying by how much."""
     if kill_grace_seconds is None:
         from django.conf import settings
 
@@ -169,7 +174,9 @@ def run_command(
         if on_start is not None:
             on_start(proc.pid)
         run.send_spec(spec)
-        return run.supervise(timeout_seconds, tick)
+        return run.supervise(
+            timeout_seconds, tick, timeout_kills=timeout_kills, memory_limit_mb=memory_limit_mb
+        )
     except BaseException:
         # A failing callback (or an interrupt) must never leave the tree running; the
         # callbacks may be what failed, so the clean-up no longer calls them.
@@ -199,6 +206,7 @@ class _Run:
         self.seen: dict[int, psutil.Process] = {}
         self.cpu_by_process: dict[tuple[int, float], float] = {}
         self.peak_rss = 0
+        self.current_rss = 0  # the tree's summed RSS at the last sample
         try:
             self.root = psutil.Process(proc.pid)
             self.seen[proc.pid] = self.root
@@ -207,22 +215,52 @@ class _Run:
 
     # --- the loop -------------------------------------------------------------------
 
-    def supervise(self, timeout_seconds: float | None, tick: Callable[[], bool]) -> RunResult:
+    def supervise(
+        self,
+        timeout_seconds: float | None,
+        tick: Callable[[], bool],
+        *,
+        timeout_kills: bool = True,
+        memory_limit_mb: int | None = None,
+    ) -> RunResult:
         started = time.monotonic()
         limit = timeout_seconds if timeout_seconds and timeout_seconds > 0 else None
+        memory_limit = memory_limit_mb * MIB if memory_limit_mb else None
         next_check = started
-        outcome, reason = None, ""
+        outcome, reason, killed_for = None, "", ""
+        overtime_noted = False
         while not self.reap():
             self.pump(until=next_check)
             now = time.monotonic()
             if now < next_check or self.reap():
                 continue
             self.sample()
-            if limit is not None and now - started >= limit:
-                outcome, reason = TIMED_OUT, f"timed out after {limit:g}s"
+            if memory_limit is not None and self.current_rss > memory_limit:
+                used = self.current_rss / MIB
+                outcome, killed_for = FAILED, "memory"
+                reason = f"killed: memory {used:.0f} MB over its {memory_limit_mb} MB allocation"
                 self.flush(note(f"{reason}: killing process tree (pids {self.pids_text()})"))
                 self.kill_tree(tick)
                 break
+            if limit is not None and now - started >= limit:
+                if not timeout_kills:
+                    if not overtime_noted:
+                        overtime_noted = True
+                        self.flush(
+                            note(
+                                f"running past its timeout of {limit:g}s; timeout_action "
+                                "alert_only: it goes on, and a running_longer alert is raised"
+                            )
+                        )
+                else:
+                    outcome, reason, killed_for = (
+                        TIMED_OUT,
+                        f"timed out after {limit:g}s",
+                        "timeout",
+                    )
+                    self.flush(note(f"{reason}: killing process tree (pids {self.pids_text()})"))
+                    self.kill_tree(tick)
+                    break
             if tick():
                 outcome, reason = STOPPED, "stopped"
                 self.flush(note(f"stop requested: killing process tree (pids {self.pids_text()})"))
@@ -252,7 +290,9 @@ class _Run:
             self.flush(note(f"{outcome}: {reason}" if reason else "exited with code 0"))
         else:
             self.flush(note(f"{outcome.replace('_', ' ')}; exit status {exit_code}"))
-        return RunResult(outcome, exit_code, self.cpu_seconds(), self.peak_memory_mb(), reason)
+        return RunResult(
+            outcome, exit_code, self.cpu_seconds(), self.peak_memory_mb(), reason, killed_for
+        )
 
     def send_spec(self, spec: dict) -> None:
         """The command, on the subreaper's control pipe; the pipe then stays open: its
@@ -351,6 +391,7 @@ class _Run:
             self.cpu_by_process[(proc.pid, proc.create_time())] = times.user + times.system
             # A process's own high-water mark catches a spike between two samples.
             self.peak_rss = max(self.peak_rss, _high_water_rss(proc.pid))
+        self.current_rss = rss
         self.peak_rss = max(self.peak_rss, rss)
 
     def tree(self) -> list[psutil.Process]:
