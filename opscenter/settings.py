@@ -1,5 +1,6 @@
 """opscenter settings: everything a deployment changes comes from the environment."""
 
+import datetime
 import os
 from pathlib import Path
 
@@ -54,6 +55,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_htmx",
     "django_q",
+    # Failed logins throttled per username and address (AXES_* below).
+    "axes",
     # django-ninja's own static files: the API docs (Swagger UI) are served from here,
     # never from a CDN.
     "ninja",
@@ -84,6 +87,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "apps.projects.middleware.CurrentProjectMiddleware",
+    # Last, as django-axes asks: turns a locked-out login into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "opscenter.urls"
@@ -138,6 +143,70 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "instances:list"
 LOGOUT_REDIRECT_URL = "login"
+# django-axes first: it refuses a locked-out username and address before any password is
+# checked. It needs the request, so authenticate() is always called with one (the login
+# form and the admin's do; tests log in with force_login).
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+
+# --- Login throttling (django-axes) -----------------------------------------------------
+# After OPSCENTER_LOGIN_FAILURE_LIMIT failed logins of one username from one address, that
+# pair is refused for OPSCENTER_LOGIN_COOLOFF_MINUTES, counted from the failure that locked
+# it (attempts while locked do not extend it). Other users, and the same user from
+# elsewhere, are not affected; neither is the API's bearer-token authentication.
+OPSCENTER_LOGIN_FAILURE_LIMIT = envint("OPSCENTER_LOGIN_FAILURE_LIMIT", 5)
+OPSCENTER_LOGIN_COOLOFF_MINUTES = envint("OPSCENTER_LOGIN_COOLOFF_MINUTES", 15)
+# Reverse proxies in front of opscenter that append the client's address to
+# X-Forwarded-For: 0 takes the connection's address (REMOTE_ADDR); behind one proxy, 1.
+# Behind a proxy left at 0, every client seems to come from the proxy's address.
+OPSCENTER_PROXY_COUNT = envint("OPSCENTER_PROXY_COUNT", 0)
+AXES_FAILURE_LIMIT = OPSCENTER_LOGIN_FAILURE_LIMIT
+AXES_COOLOFF_TIME = datetime.timedelta(minutes=OPSCENTER_LOGIN_COOLOFF_MINUTES)
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_CLIENT_IP_CALLABLE = "apps.accounts.throttle.client_ip"
+AXES_LOCKOUT_CALLABLE = "apps.accounts.throttle.lockout_response"
+# No banner at every start of every command; failures and lockouts are still logged.
+AXES_VERBOSE = False
+# Days a new API token works unless its maker chooses otherwise (the tokens page,
+# `opscenter token create --days N`); 0: tokens never expire.
+OPSCENTER_TOKEN_DAYS = envint("OPSCENTER_TOKEN_DAYS", 90)
+
+# --- Sessions, cookies and security headers ---------------------------------------------
+# Production (DEBUG off) defaults are the safe ones; each can be changed by the environment
+# variable of the same name. Cookies go over HTTPS only, the session lasts a working day.
+SESSION_COOKIE_SECURE = envbool("SESSION_COOKIE_SECURE", not DEBUG)
+CSRF_COOKIE_SECURE = envbool("CSRF_COOKIE_SECURE", not DEBUG)
+SESSION_COOKIE_HTTPONLY = envbool("SESSION_COOKIE_HTTPONLY", True)
+SESSION_COOKIE_AGE = envint("SESSION_COOKIE_AGE", 12 * 3600)
+SESSION_COOKIE_SAMESITE = os.environ.get("SESSION_COOKIE_SAMESITE", "Lax")
+# HSTS is only sent on HTTPS answers, so it is harmless where opscenter is reached over
+# plain HTTP; a year once it is reached over HTTPS.
+SECURE_HSTS_SECONDS = envint("SECURE_HSTS_SECONDS", 0 if DEBUG else 365 * 24 * 3600)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = envbool("SECURE_HSTS_INCLUDE_SUBDOMAINS", not DEBUG)
+SECURE_HSTS_PRELOAD = envbool("SECURE_HSTS_PRELOAD", False)
+# Off by default: behind a TLS-terminating proxy the proxy usually redirects, and Django
+# can only tell HTTPS from HTTP with SECURE_PROXY_SSL_HEADER (else it would redirect for
+# ever). Where opscenter itself should send HTTP to HTTPS, set both.
+SECURE_SSL_REDIRECT = envbool("SECURE_SSL_REDIRECT", False)
+# "HEADER,value": the header a trusted proxy sets on HTTPS requests, as Django names it in
+# request.META, e.g. "HTTP_X_FORWARDED_PROTO,https". Only set it behind a proxy that sets
+# (and overwrites) that header; a client could send it otherwise.
+_proxy_ssl_header = os.environ.get("SECURE_PROXY_SSL_HEADER", "").strip()
+if _proxy_ssl_header:
+    _header, _, _value = (part.strip() for part in _proxy_ssl_header.partition(","))
+    if not _header.startswith("HTTP_") or not _value:
+        raise ImproperlyConfigured(
+            "SECURE_PROXY_SSL_HEADER: give the header as Django names it and the value that "
+            'means HTTPS, separated by a comma: "HTTP_X_FORWARDED_PROTO,https"'
+        )
+    SECURE_PROXY_SSL_HEADER = (_header, _value)
+SECURE_CONTENT_TYPE_NOSNIFF = envbool("SECURE_CONTENT_TYPE_NOSNIFF", True)
+SECURE_REFERRER_POLICY = os.environ.get("SECURE_REFERRER_POLICY", "same-origin")
+X_FRAME_OPTIONS = os.environ.get("X_FRAME_OPTIONS", "DENY")
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = os.environ.get("TIME_ZONE", "UTC")

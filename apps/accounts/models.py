@@ -1,3 +1,4 @@
+import datetime
 import hashlib
 import re
 import secrets
@@ -5,9 +6,13 @@ import secrets
 from django.conf import settings
 from django.db import models
 
+from .choices import TokenState
+
 
 class ApiToken(models.Model):
-    """A bearer token for the JSON API. Only its hash is stored."""
+    """A bearer token for the JSON API. Only its hash is stored: the key is shown once,
+    when it is made. A token stops working when it expires or is revoked (kept, so its
+    owner still sees it listed, until the user goes)."""
 
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens"
@@ -17,9 +22,12 @@ class ApiToken(models.Model):
     key_hash = models.CharField(max_length=64, unique=True)
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True, help_text="empty: never")
+    revoked_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        ordering = ["-created_at"]
+        ordering = ["-created_at", "-id"]
+        verbose_name = "API token"
 
     def __str__(self) -> str:
         return f"{self.user} {self.prefix}…"
@@ -29,12 +37,26 @@ class ApiToken(models.Model):
         return hashlib.sha256(key.encode()).hexdigest()
 
     @classmethod
-    def issue(cls, *, user, name: str = "") -> tuple["ApiToken", str]:
+    def issue(
+        cls, *, user, name: str = "", expires_at: datetime.datetime | None = None
+    ) -> tuple["ApiToken", str]:
+        """A new token and its key (the only time the key exists outside the caller)."""
         key = "ops_" + secrets.token_urlsafe(32)
         token = cls.objects.create(
-            user=user, name=name, prefix=key[:10], key_hash=cls.hash_key(key)
+            user=user,
+            name=name,
+            prefix=key[:10],
+            key_hash=cls.hash_key(key),
+            expires_at=expires_at,
         )
         return token, key
+
+    def state(self, now: datetime.datetime) -> TokenState:
+        if self.revoked_at is not None:
+            return TokenState.REVOKED
+        if self.expires_at is not None and self.expires_at <= now:
+            return TokenState.EXPIRED
+        return TokenState.ACTIVE
 
 
 # A phone number as people write it: digits with an optional +, spaces, dots, dashes, ().

@@ -1,16 +1,19 @@
 """Writes to accounts: a user's own contact details (email, phone, chat ids), which
-notifications use to reach and @-mention them."""
+notifications use to reach and @-mention them; API tokens made and revoked."""
 
+import datetime
 import re
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import transaction
 
 from apps.audit.services import operation_record
-from apps.core.errors import ValidationFailed
+from apps.core import clock
+from apps.core.errors import PermissionDenied, ValidationFailed
 
-from .models import PHONE_RE, Profile
+from .models import PHONE_RE, ApiToken, Profile
 
 # Chat ids are opaque to opscenter, but never spaces or markup: they go into messages.
 CHAT_ID_RE = re.compile(r"^[A-Za-z0-9_.@+:-]{1,100}$")
@@ -78,3 +81,73 @@ def profile_update(*, user, fields: dict, source: str = "ui") -> Profile:
                 detail={"changed": changed},
             )
     return profile
+
+
+# Ten years: a longer lifetime is "never" in all but name; say 0 for that.
+TOKEN_MAX_DAYS = 3650
+
+
+def token_create(
+    *, user, name: str, days: int | None = None, by, source: str = "ui"
+) -> tuple[ApiToken, str]:
+    """A new API token for `user` and its key, which is not kept: the caller shows it once.
+    It expires after `days` (OPSCENTER_TOKEN_DAYS when None; 0: never). `by` is who made
+    it (None: the server's command line)."""
+    if days is None:
+        days = settings.OPSCENTER_TOKEN_DAYS
+    errors: list[dict] = []
+    name = name.strip() if isinstance(name, str) else ""
+    if not name:
+        errors.append({"field": "name", "message": "a name to recognise the token by"})
+    elif len(name) > 100:
+        errors.append({"field": "name", "message": "at most 100 characters"})
+    if isinstance(days, bool) or not isinstance(days, int) or not 0 <= days <= TOKEN_MAX_DAYS:
+        errors.append(
+            {"field": "days", "message": f"whole days from 1 to {TOKEN_MAX_DAYS}, or 0 for never"}
+        )
+    if not user.is_active:
+        errors.append({"field": "user", "message": "inactive: a token would not work"})
+    if errors:
+        names = ", ".join(dict.fromkeys(e["field"] for e in errors))
+        raise ValidationFailed(f"invalid token: {names}", errors)
+    expires_at = clock.now() + datetime.timedelta(days=days) if days else None
+    with transaction.atomic():
+        token, key = ApiToken.issue(user=user, name=name, expires_at=expires_at)
+        operation_record(
+            user=by,
+            source=source,
+            action="token.create",
+            object_type="api_token",
+            object_id=token.prefix,
+            detail={
+                "user": user.get_username(),
+                "name": name,
+                "expires_at": expires_at.isoformat() if expires_at else None,
+            },
+        )
+    return token, key
+
+
+def token_revoke(*, token: ApiToken, by, source: str = "ui") -> bool:
+    """Revoke a token at once: its owner or a superuser may (None: the server's command
+    line). False: it was revoked already, and nothing changed."""
+    if by is not None and by.pk != token.user_id and not by.is_superuser:
+        raise PermissionDenied("only its owner or a superuser may revoke a token")
+    now = clock.now()
+    with transaction.atomic():
+        # Conditional: of two revokes at once, one changes the row and is recorded.
+        changed = ApiToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(
+            revoked_at=now
+        )
+        if not changed:
+            return False
+        token.revoked_at = now
+        operation_record(
+            user=by,
+            source=source,
+            action="token.revoke",
+            object_type="api_token",
+            object_id=token.prefix,
+            detail={"user": token.user.get_username(), "name": token.name},
+        )
+    return True

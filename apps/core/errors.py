@@ -20,6 +20,12 @@ class NotFound(OpscenterError):
     status_code = 404
 
 
+class NotAuthenticated(OpscenterError):
+    """Credentials that open nothing: an expired or revoked API token."""
+
+    status_code = 401
+
+
 class PermissionDenied(OpscenterError):
     status_code = 403
 

@@ -23,6 +23,7 @@ BADGE_CHOICES = {
     "alert": "apps.monitoring.choices.AlertState",
     "severity": "apps.monitoring.choices.Severity",
     "delivery": "apps.notifications.choices.DeliveryState",
+    "token": "apps.accounts.choices.TokenState",
 }
 
 # The main navigation. An entry shows once its page exists (its URL name resolves), so
