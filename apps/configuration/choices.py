@@ -28,3 +28,12 @@ class RuntimeLevel(models.TextChoices):
     NODE = "node", "Node"
     PROJECT = "project", "Project"
     GLOBAL = "global", "Global"
+
+
+class ThrottleScope(models.TextChoices):
+    """What a throttling rule counts (SPEC 9), by its scope value."""
+
+    RESOURCE_GROUP = "resource_group", "Resource group"
+    PROJECT = "project", "Project"
+    NODE_TYPE = "node_type", "Node type"
+    DATASOURCE = "datasource", "Datasource"

@@ -3,7 +3,7 @@ from django.db import models
 from django.db.models import Value
 from django.db.models.functions import Coalesce
 
-from .choices import RerunPolicy, TimeoutAction
+from .choices import RerunPolicy, ThrottleScope, TimeoutAction
 
 
 class ResourceGroup(models.Model):
@@ -34,6 +34,60 @@ class ResourceGroup(models.Model):
     def get_default(cls) -> "ResourceGroup":
         group, _ = cls.objects.get_or_create(name=cls.DEFAULT)
         return group
+
+
+class ThrottleRule(models.Model):
+    """At most `max_concurrency` instances of its scope queued or running at once, while
+    its window (if any) is open (SPEC 9). apps.configuration.gates enforces it.
+
+    `scope_value` is the scope as given (a group's name, a project's code, a node type,
+    `project_code.datasource_name`); the object it names is kept too, so a rule follows
+    it and is removed with its project or datasource, and a group a rule names cannot be
+    deleted. A project- or datasource-scoped rule belongs to that project (its admins
+    change it; its window is in the project's timezone); others are global."""
+
+    name = models.CharField(max_length=100, unique=True)
+    scope_kind = models.CharField(max_length=16, choices=ThrottleScope.choices)
+    scope_value = models.CharField(max_length=200)
+    max_concurrency = models.PositiveIntegerField()
+    window_start = models.TimeField(null=True, blank=True)
+    window_end = models.TimeField(null=True, blank=True)
+    enabled = models.BooleanField(default=True)
+    resource_group = models.ForeignKey(
+        ResourceGroup,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="throttle_rules",
+    )
+    project = models.ForeignKey(
+        "projects.Project",
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="throttle_rules",
+    )
+    datasource = models.ForeignKey(
+        "projects.Datasource",
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="throttle_rules",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(max_concurrency__gte=1),
+                name="throttle_rule_max_concurrency_gte_1",
+            ),
+        ]
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.scope_kind} {self.scope_value}: max {self.max_concurrency})"
 
 
 class RuntimeConfig(models.Model):
