@@ -43,14 +43,15 @@ from django.db.models import Count, Min
 from apps.audit.choices import Result
 from apps.audit.services import operation_record, operation_run
 from apps.configuration.models import ResourceGroup
-from apps.core import clock
+from apps.core import clock, dag
 from apps.core.errors import Conflict, OpscenterError, ValidationFailed
 from apps.instances import dispatcher, generation, schedules, states
 from apps.instances.choices import ACTIVE, InstanceKind, InstanceState
 from apps.instances.models import Instance, InstanceDependency
 from apps.instances.operations import instance_rerun, operate_role, tick_on_commit
 from apps.nodes.choices import NodeStatus, ScheduleType
-from apps.nodes.models import Node, NodeDependency
+from apps.nodes.models import Node
+from apps.nodes.selectors import node_downstream_ids
 from apps.projects.models import Project
 from apps.projects.permissions import require_role
 from apps.projects.selectors import projects_visible_to
@@ -135,20 +136,8 @@ def nodes_resolve(*, ids: Iterable, by=None) -> list[Node]:
 def downstream_of(roots: Sequence[Node], *, by) -> list[Node]:
     """Every transitive downstream node of `roots` in the current node graph (also in
     other projects, those `by` may see), that can be backfilled; one query per level."""
-    seen = {node.pk for node in roots}
-    frontier = list(seen)
-    found: list[int] = []
-    while frontier:
-        level = set(
-            NodeDependency.objects.filter(upstream_id__in=frontier).values_list(
-                "node_id", flat=True
-            )
-        )
-        level -= seen
-        seen |= level
-        found.extend(sorted(level))
-        frontier = sorted(level)
-    nodes = Node.objects.select_related("project", "current_version").filter(pk__in=found)
+    found = dag.descendants([node.pk for node in roots], node_downstream_ids)
+    nodes = Node.objects.select_related("project", "current_version").filter(pk__in=list(found))
     if by is not None and not by.is_superuser:
         nodes = nodes.filter(project__in=projects_visible_to(by))
     return [node for node in nodes.order_by("id") if _backfillable_error(node) is None]

@@ -1,8 +1,11 @@
 """The instances around one instance, level by level upstream and downstream: what a DAG
-view draws. One query per level, so a deep or wide graph costs what its depth costs."""
+view draws. One query per level (apps.core.dag walks it), so a deep or wide graph costs
+what its depth costs."""
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from apps.core import dag
 from apps.projects.selectors import projects_visible_to
 
 from .models import Instance, InstanceDependency
@@ -40,28 +43,31 @@ def instance_graph(
     truncated = False
     more = {}
     for direction, depth in (("up", up), ("down", down)):
-        frontier = [instance.pk]
-        for level in range(1, depth + 2):
-            if not frontier:
-                break
-            found = _neighbours(frontier, direction)
-            if level > depth:
-                # One level further, only to know whether there is more to show.
-                more[direction] = any(
-                    visible is None or project_id in visible for _, _, _, _, project_id in found
-                )
-                break
-            frontier = []
-            for _up, _down, _removed, other, project_id in found:
-                if visible is not None and project_id not in visible:
-                    hidden.add(other)
-                    continue
-                if other not in levels:
+        sign = -1 if direction == "up" else 1
+        last: list[int] = []
+        neighbours = _visible_neighbours(direction, visible, hidden)
+        # Each level in the order of _neighbours' rows (by upstream, then downstream id):
+        # when MAX_INSTANCES cuts a level, the instances met first are the ones kept.
+        walk = dag.Walk([instance.pk], neighbours, depth=depth, sort=direction == "up")
+        for number, level in enumerate(walk):
+            if number:
+                kept = []
+                for other in level:
+                    if other in levels:
+                        continue
                     if len(levels) >= max_instances:
                         truncated = True
                         continue
-                    levels[other] = level if direction == "down" else -level
-                    frontier.append(other)
+                    levels[other] = sign * number
+                    kept.append(other)
+                level[:] = kept
+            last = level if number == depth else []
+        if last:
+            # One level further, only to know whether there is more to show.
+            more[direction] = any(
+                visible is None or project_id in visible
+                for *_edge, project_id in _neighbours(last, direction)
+            )
     # Every edge among the instances shown, also those the walk did not pass (an upstream
     # of the root that feeds one of its downstream instances too).
     edges = (
@@ -85,6 +91,26 @@ def instance_graph(
         truncated=truncated,
         levels=levels,
     )
+
+
+def _visible_neighbours(
+    direction: str, visible: set[int] | None, hidden: set[int]
+) -> Callable[[list[int]], dict[int, list[int]]]:
+    """The instances one level up or down from some, as apps.core.dag walks them: those
+    of projects the viewer may see (`visible`, None for all); the others are added to
+    `hidden` and not walked through."""
+
+    def neighbours(ids: list[int]) -> dict[int, list[int]]:
+        found: dict[int, list[int]] = {}
+        for upstream_id, downstream_id, _removed, other, project_id in _neighbours(ids, direction):
+            if visible is not None and project_id not in visible:
+                hidden.add(other)
+                continue
+            walked_from = downstream_id if direction == "up" else upstream_id
+            found.setdefault(walked_from, []).append(other)
+        return found
+
+    return neighbours
 
 
 def _neighbours(ids: list[int], direction: str) -> list[tuple[int, int, bool, int, int]]:

@@ -22,7 +22,7 @@ from django.db.models import Exists, OuterRef
 from apps.audit.services import operation_run
 from apps.configuration.models import ResourceGroup
 from apps.configuration.runtime import rerun_refusals
-from apps.core import clock
+from apps.core import clock, dag
 from apps.core.errors import Conflict, NotFound, OpscenterError, PermissionDenied, ValidationFailed
 from apps.nodes.choices import Env
 from apps.projects.choices import Role
@@ -162,22 +162,17 @@ def _descendants(root_id: int) -> list[int]:
     """Every transitive downstream instance of `root_id`, nearest first, one query per
     level and chunk. Removed edges are followed too: what was rerun upstream is new data
     for them as well."""
-    seen = {root_id}
-    found_all: list[int] = []
-    frontier = [root_id]
-    while frontier:
-        found = []
-        for chunk in _chunks(frontier):
-            for downstream_id in InstanceDependency.objects.filter(
-                upstream_id__in=chunk
-            ).values_list("downstream_id", flat=True):
-                if downstream_id not in seen:
-                    seen.add(downstream_id)
-                    found.append(downstream_id)
-        found.sort()
-        found_all.extend(found)
-        frontier = found
-    return found_all
+    return list(dag.descendants([root_id], _downstream_edges, sort=True))
+
+
+def _downstream_edges(ids: list[int]) -> dict[int, list[int]]:
+    downstream: dict[int, list[int]] = {}
+    for chunk in _chunks(ids):
+        for upstream_id, downstream_id in InstanceDependency.objects.filter(
+            upstream_id__in=chunk
+        ).values_list("upstream_id", "downstream_id"):
+            downstream.setdefault(upstream_id, []).append(downstream_id)
+    return downstream
 
 
 def _require_downstream_roles(by, ids: list[int]) -> None:

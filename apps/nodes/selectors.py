@@ -4,6 +4,7 @@ from dataclasses import dataclass, fields
 
 from django.db.models import Q, QuerySet
 
+from apps.core import dag
 from apps.core.errors import NotFound, ValidationFailed
 from apps.projects.selectors import projects_visible_to
 
@@ -105,6 +106,27 @@ class NodeGraph:
     levels: dict[int, int]
 
 
+def node_upstream_ids(ids: list[int]) -> dict[int, list[int]]:
+    """Each of `ids` to the nodes it depends on, in the current node graph; one query.
+    The shape the graph walks of apps.core.dag take."""
+    upstream: dict[int, list[int]] = {}
+    for node_id, upstream_id in NodeDependency.objects.filter(node_id__in=ids).values_list(
+        "node_id", "upstream_id"
+    ):
+        upstream.setdefault(node_id, []).append(upstream_id)
+    return upstream
+
+
+def node_downstream_ids(ids: list[int]) -> dict[int, list[int]]:
+    """Each of `ids` to the nodes that depend on it, in the current node graph; one query."""
+    downstream: dict[int, list[int]] = {}
+    for upstream_id, node_id in NodeDependency.objects.filter(upstream_id__in=ids).values_list(
+        "upstream_id", "node_id"
+    ):
+        downstream.setdefault(upstream_id, []).append(node_id)
+    return downstream
+
+
 def node_dag(*, user, node: Node, up: int, down: int) -> NodeGraph:
     """Nodes up to `up` levels upstream and `down` levels downstream of `node`, and the
     edges between them; nodes of projects `user` cannot see are left out. One query
@@ -114,27 +136,21 @@ def node_dag(*, user, node: Node, up: int, down: int) -> NodeGraph:
             _refuse(name, f"a whole number from 0 to {MAX_DAG_DEPTH}")
     levels = {node.id: 0}
     edges: set[tuple[int, int]] = set()
-    for direction, depth in ((-1, up), (1, down)):
-        frontier = {node.id}
-        for level in range(1, depth + 1):
-            if not frontier:
-                break
-            if direction < 0:
-                pairs = NodeDependency.objects.filter(node_id__in=frontier).values_list(
-                    "upstream_id", "node_id"
-                )
-            else:
-                pairs = NodeDependency.objects.filter(upstream_id__in=frontier).values_list(
-                    "upstream_id", "node_id"
-                )
-            next_frontier = set()
-            for upstream_id, downstream_id in pairs:
-                edges.add((upstream_id, downstream_id))
-                reached = upstream_id if direction < 0 else downstream_id
-                if reached not in levels:
-                    levels[reached] = direction * level
-                    next_frontier.add(reached)
-            frontier = next_frontier
+
+    def upstream(ids: list[int]) -> dict[int, list[int]]:
+        found = node_upstream_ids(ids)
+        edges.update((u, n) for n, ups in found.items() for u in ups)
+        return found
+
+    def downstream(ids: list[int]) -> dict[int, list[int]]:
+        found = node_downstream_ids(ids)
+        edges.update((u, d) for u, downs in found.items() for d in downs)
+        return found
+
+    for other, level in dag.ancestors([node.id], upstream, depth=up).items():
+        levels.setdefault(other, -level)
+    for other, level in dag.descendants([node.id], downstream, depth=down).items():
+        levels.setdefault(other, level)
     nodes = list(nodes_visible_to(user).filter(id__in=levels).order_by("id"))
     shown = {n.id for n in nodes}
     return NodeGraph(
