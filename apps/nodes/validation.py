@@ -19,6 +19,7 @@ from django.db.models import Q
 
 from apps.configuration.models import ResourceGroup
 from apps.configuration.runtime import runtime_value_error
+from apps.core import dag
 from apps.core.errors import ValidationFailed
 from apps.instances.schedules import cron_error
 from apps.projects.choices import EnvMode
@@ -26,7 +27,8 @@ from apps.projects.models import Datasource, Membership, Project
 from apps.projects.selectors import projects_visible_to
 
 from .choices import Env, NodeStatus, NodeType, ScheduleType
-from .models import Node, NodeDependency
+from .models import Node
+from .selectors import node_upstream_ids
 from .specs import RUNTIME_KEYS, SPEC_DEFAULTS
 
 # No dots in a name: "project_code.node_name" names another project's node.
@@ -527,11 +529,11 @@ def _cycles(project: Project, env: str, nodes: list[CheckedNode], errors: _Error
 
     The published graph has no cycle, so any new one passes through a batch node. The
     graph is the batch's new edges plus the published edges of everything they reach,
-    loaded one depth level per query."""
+    loaded one depth level per query (apps.core.dag walks it and finds the cycles)."""
     batch_key = {n.name: ("batch", n.name) for n in nodes}
     id_key = {n.existing.id: batch_key[n.name] for n in nodes if n.existing}
     graph: dict[tuple, list[tuple]] = {}
-    frontier: set[int] = set()
+    reached: set[int] = set()
 
     def key_of(node_id: int) -> tuple:
         return id_key.get(node_id, ("node", node_id))
@@ -544,22 +546,20 @@ def _cycles(project: Project, env: str, nodes: list[CheckedNode], errors: _Error
             else:
                 edges.append(key_of(ref.node_id))
                 if ref.node_id not in id_key:
-                    frontier.add(ref.node_id)
+                    reached.add(ref.node_id)
         graph[batch_key[n.name]] = edges
-    while frontier:
-        for key in frontier:
-            graph[("node", key)] = []
-        next_frontier: set[int] = set()
-        for node_id, upstream_id in NodeDependency.objects.filter(node_id__in=frontier).values_list(
-            "node_id", "upstream_id"
-        ):
-            graph[("node", node_id)].append(key_of(upstream_id))
-            if upstream_id not in id_key and ("node", upstream_id) not in graph:
-                next_frontier.add(upstream_id)
-        frontier = next_frontier
+
+    def published_upstream(ids: list[int]) -> dict[int, list[int]]:
+        upstream = node_upstream_ids(ids)
+        for node_id in ids:
+            graph[("node", node_id)] = [key_of(u) for u in upstream.get(node_id, ())]
+        return upstream
+
+    # A batch node's published edges give way to its new ones: the walk stops at it.
+    dag.ancestors(reached, published_upstream, stop=id_key.__contains__)
 
     order = {batch_key[n.name]: index for index, n in enumerate(nodes)}
-    cycles = _find_cycles([batch_key[n.name] for n in nodes], graph)
+    cycles = dag.find_cycles(graph, starts=[batch_key[n.name] for n in nodes])
     if not cycles:
         return
     published = {k[1] for cycle in cycles for k in cycle if k[0] == "node"}
@@ -584,31 +584,3 @@ def _cycles(project: Project, env: str, nodes: list[CheckedNode], errors: _Error
             "upstream",
             f"dependency cycle: {' -> '.join([*shown, shown[0]])} (each depends on the next)",
         )
-
-
-def _find_cycles(starts: list[tuple], graph: dict[tuple, list[tuple]]) -> list[list[tuple]]:
-    """Cycles found by an iterative depth-first walk (no recursion limit on long chains);
-    each is the list of its nodes, without repeating the first at the end."""
-    on_path: dict[tuple, int] = {}
-    done: set[tuple] = set()
-    cycles = []
-    for start in starts:
-        if start in done:
-            continue
-        path = [start]
-        on_path[start] = 0
-        stack = [iter(graph.get(start, ()))]
-        while stack:
-            following = next(stack[-1], None)
-            if following is None:
-                finished = path.pop()
-                del on_path[finished]
-                done.add(finished)
-                stack.pop()
-            elif following in on_path:
-                cycles.append(path[on_path[following] :])
-            elif following not in done:
-                on_path[following] = len(path)
-                path.append(following)
-                stack.append(iter(graph.get(following, ())))
-    return cycles
