@@ -32,7 +32,10 @@ def fast_password_hashing(settings):
 
 @pytest.fixture
 def users(db):
-    """A superuser and one member per role of `project`, plus a stranger."""
+    """A superuser and one member per role of `project`, plus a stranger. Log them in with
+    `client.force_login(user)`, or through the login form (`client.post("/login/", ...)`):
+    `client.login()` calls authenticate() without a request, which the login throttle
+    (django-axes, which counts failures per address) refuses."""
     # Transactional tests flush every table, the migration-made "default" group included.
     ResourceGroup.objects.get_or_create(name=ResourceGroup.DEFAULT)
     User = get_user_model()
