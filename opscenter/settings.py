@@ -276,6 +276,17 @@ else:
     Q_CLUSTER["orm"] = "default"
 if envbool("Q_SYNC", False):
     Q_CLUSTER["sync"] = True
+# Each cluster's status (its heartbeat, read by the resource group pages) lives in Redis
+# with the Redis broker; with the ORM broker in this cache: a file cache in the runtime
+# directory, which every process of this machine reads.
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    "django_q": {
+        "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+        "LOCATION": str(VAR_DIR / "django_q_status"),
+    },
+}
+Q_CLUSTER["cache"] = "django_q"
 
 # --- opscenter ------------------------------------------------------------------------
 # Resource groups that share a django-q2 queue instead of each having their own cluster

@@ -6,6 +6,11 @@ one that is unmet, with its detail and the operations that would unblock it. Unl
 the dispatcher, which only needs the first reason, it reports them all: an operator who
 resumes a paused instance should already know that its upstream failed too.
 
+The conditions that features add are explained by their admission gates
+(apps.instances.admission), asked in the order of their wait reasons: the ones that
+filter (the backfill window) after upstream, the ones that count capacity (throttling
+rules, then the resource group) after time.
+
 Instances named in the answer are plain dicts (`_ref`), JSON-ready, with times in their
 own project's timezone.
 """
@@ -14,13 +19,14 @@ import datetime
 from dataclasses import asdict, dataclass, field
 
 from django.conf import settings
-from django.db.models import Q
 
 from apps.core import clock, dag
 from apps.projects.selectors import projects_visible_to
 
-from .choices import ACTIVE, DONE_FOR_DOWNSTREAM, InstanceKind, InstanceState, WaitReason
-from .dispatcher import due_q, unblocked_pending
+from . import admission
+from .admission import Blocker
+from .choices import DONE_FOR_DOWNSTREAM, InstanceKind, InstanceState, WaitReason
+from .dispatcher import ready_now
 from .models import Attempt, Instance, InstanceDependency
 
 # Bounds on the root-cause walk: a very long unfinished chain (a self-dependent node
@@ -28,14 +34,6 @@ from .models import Attempt, Instance, InstanceDependency
 MAX_WALK_LEVELS = 200
 MAX_WALK_INSTANCES = 5000
 MAX_LISTED = 50  # slot holders and frontier instances listed in one answer
-
-
-@dataclass
-class Blocker:
-    kind: str  # a WaitReason value
-    message: str
-    detail: dict = field(default_factory=dict)
-    actions: list[dict] = field(default_factory=list)
 
 
 @dataclass
@@ -107,8 +105,7 @@ class _Names:
         }
 
 
-def _action(action: str, target: int, **extra) -> dict:
-    return {"action": action, "target": target, **extra}
+_action = admission.action
 
 
 # --- the entry point -------------------------------------------------------------------
@@ -130,8 +127,11 @@ def diagnose(instance: Instance, *, now: datetime.datetime | None = None, viewer
     result.notes.extend(notes)
     if upstream_blocker:
         result.blockers.append(upstream_blocker)
-    if blocker := _backfill_window(instance):
-        result.blockers.append(blocker)
+    explaining = admission.Explaining(
+        now=now, names=names, ready_now=lambda scope: ready_now(scope, now)
+    )
+    for gate in admission.by_reason(admission.filter_gates()):
+        result.blockers.extend(gate.explain(instance, explaining))
     if instance.dry_run:
         # A dry run never executes: it is skipped as soon as its upstream is done.
         result.notes.append(
@@ -144,9 +144,9 @@ def diagnose(instance: Instance, *, now: datetime.datetime | None = None, viewer
     else:
         if blocker := _waiting_time(instance, now):
             result.blockers.append(blocker)
-        result.blockers.extend(_throttled(instance, now))
-        if blocker := _waiting_resources(instance, now, names):
-            result.blockers.append(blocker)
+        # Throttling rules, then the resource group (SPEC order of wait reasons).
+        for gate in admission.by_reason(admission.capacity_gates()):
+            result.blockers.extend(gate.explain(instance, explaining))
 
     result.ready = not result.blockers
     if result.ready:
@@ -432,32 +432,6 @@ def _upstream_nodes_without_instance(
 # --- 3. waiting_time -------------------------------------------------------------------
 
 
-def _backfill_window(instance: Instance) -> Blocker | None:
-    """A backfill instance waits for the earlier dates of its run (serial: one date at a
-    time; parallel: N), and never starts once its run was stopped."""
-    run = instance.backfill
-    if run is None or instance.run_now:
-        return None
-    detail = {"backfill": run.pk, "order": run.order, "parallelism": run.parallelism}
-    if run.state == "stopped":
-        return Blocker(
-            kind=WaitReason.WAITING_UPSTREAM,
-            message=f"its backfill run #{run.pk} was stopped",
-            detail=detail,
-            actions=[_action("run_now", instance.pk, object="instance")],
-        )
-    if instance.backfill_seq is None or instance.backfill_seq < run.window_start + run.parallelism:
-        return None
-    ahead = instance.backfill_seq - run.window_start - run.parallelism + 1
-    return Blocker(
-        kind=WaitReason.WAITING_UPSTREAM,
-        message=f"waits for earlier dates of backfill run #{run.pk} ({run.order}, "
-        f"{run.parallelism} date(s) at a time): {ahead} date(s) to finish first",
-        detail={**detail, "dates_ahead": ahead},
-        actions=[_action("run_now", instance.pk, object="instance")],
-    )
-
-
 def _waiting_time(instance: Instance, now: datetime.datetime) -> Blocker | None:
     retry = instance.next_attempt_at is not None
     until = instance.next_attempt_at if retry else instance.scheduled_at
@@ -478,88 +452,6 @@ def _waiting_time(instance: Instance, now: datetime.datetime) -> Blocker | None:
     )
 
 
-# --- 4. throttled --------------------------------------------------------------------
-
-
-def _throttled(instance: Instance, now: datetime.datetime) -> list[Blocker]:
-    """Throttling rules (SPEC section 9) plug in here: one Blocker(kind="throttled") per
-    applicable rule that is full, with the rule, its holders and the queue ahead —
-    shaped like _waiting_resources. There are no rules yet."""
-    return []
-
-
-# --- 5. waiting_resources ------------------------------------------------------------------
-
-
-def _allocation(cpu, memory_mb) -> tuple[float, float]:
-    return float(cpu or 0), float(memory_mb or 0)
-
-
-def _waiting_resources(instance: Instance, now: datetime.datetime, names: _Names) -> Blocker | None:
-    group = instance.resource_group
-    holders = Instance.objects.filter(resource_group=group, state__in=ACTIVE)
-    in_use = holders.count()
-    reasons = []
-    detail: dict = {
-        "resource_group": group.name,
-        "max_concurrency": group.max_concurrency,
-        "in_use": in_use,
-    }
-    if in_use >= group.max_concurrency:
-        reasons.append(f"all {group.max_concurrency} slot(s) are taken")
-    if group.cpu_capacity is not None or group.memory_capacity_mb is not None:
-        used_cpu = used_mem = 0.0
-        for cpu, mem in holders.values_list("version__spec__cpu", "version__spec__memory_mb"):
-            cpu, mem = _allocation(cpu, mem)
-            used_cpu += cpu
-            used_mem += mem
-        spec = instance.version.spec
-        need_cpu, need_mem = _allocation(spec.get("cpu"), spec.get("memory_mb"))
-        if group.cpu_capacity is not None:
-            detail.update(cpu_capacity=group.cpu_capacity, cpu_in_use=used_cpu, cpu_needed=need_cpu)
-            if used_cpu + need_cpu > group.cpu_capacity:
-                reasons.append(
-                    f"CPU {used_cpu:g} of {group.cpu_capacity:g} in use, needs {need_cpu:g}"
-                )
-        if group.memory_capacity_mb is not None:
-            detail.update(
-                memory_capacity_mb=group.memory_capacity_mb,
-                memory_in_use_mb=used_mem,
-                memory_needed_mb=need_mem,
-            )
-            if used_mem + need_mem > group.memory_capacity_mb:
-                reasons.append(
-                    f"memory {used_mem:g} of {group.memory_capacity_mb} MB in use, needs {need_mem:g}"
-                )
-    if not reasons:
-        return None
-
-    # Ahead of it: instances the dispatcher would start first, in its own order (higher
-    # priority, then earlier scheduled time, then id) among those ready to start now.
-    p, s = instance.priority, instance.scheduled_at
-    ahead = (
-        unblocked_pending(Instance.objects.filter(resource_group=group))
-        .filter(dry_run=False)
-        .filter(due_q(now))
-        .filter(
-            Q(priority__gt=p)
-            | Q(priority=p, scheduled_at__lt=s)
-            | Q(priority=p, scheduled_at=s, pk__lt=instance.pk)
-        )
-        .count()
-    )
-    holding = list(
-        holders.select_related("node", "project").order_by("queued_at", "id")[:MAX_LISTED]
-    )
-    detail.update(
-        holders=[names.ref(h) for h in holding],
-        ahead=ahead,
-        position=ahead + 1,
-    )
-    return Blocker(
-        kind=WaitReason.WAITING_RESOURCES,
-        message=f"resource group {group.name!r} is full ({'; '.join(reasons)}); "
-        f"{ahead} instance(s) ahead of it",
-        detail=detail,
-        actions=[_action("change_resource_group", instance.pk, object="instance")],
-    )
+# --- 4, 5. throttled, waiting_resources ------------------------------------------------
+# Explained by the capacity gates that hold instances back (admission.capacity_gates():
+# throttling rules, resource groups), as the backfill window is by its filter gate.

@@ -2,14 +2,17 @@
 
 An instance starts only when all of SPEC section 4 hold: every upstream instance is
 succeeded or skipped (removed edges aside), its time (scheduled or next attempt) has
-come, its resource group has a free slot (and CPU/memory capacity where set), and
-neither it nor its node is paused. Within a group, higher priority starts first, then
-earlier scheduled time.
+come, neither it nor its node is paused, and every admission gate lets it through
+(apps.instances.admission: the backfill window, its resource group's slots and
+CPU/memory, the throttling rules that apply to it). Higher priority starts first, then
+earlier scheduled time (admission.START_ORDER).
 
-Claims are made per resource group inside a transaction that locks the group's row, so
-two dispatchers never overfill a group, and each instance moves pending -> queued by a
-conditional update, so two dispatchers never start one instance twice. Queued instances
-are handed to the group's django-q2 queue after the transaction commits.
+Claims are made per resource group, each in one transaction in which every capacity
+gate locks the rows that count its capacity (the group's row, the rules' rows) in one
+fixed order before counting, so two dispatchers never overfill a group or a rule; each
+instance moves pending -> queued by a conditional update, so two dispatchers never
+start one instance twice. Queued instances are handed to the group's django-q2 queue
+after the transaction commits.
 """
 
 import contextlib
@@ -26,12 +29,11 @@ from django.db.models import Exists, F, OuterRef, Q, QuerySet, Value
 from django.db.models.functions import Coalesce
 from django.db.models.lookups import LessThanOrEqual
 
-from apps.configuration.models import ResourceGroup
 from apps.configuration.runtime import runtime_of_attempt
 from apps.core import clock
 
-from . import states
-from .choices import ACTIVE, DONE_FOR_DOWNSTREAM, InstanceState, WaitReason
+from . import admission, states
+from .choices import DONE_FOR_DOWNSTREAM, InstanceState, WaitReason
 from .executors.process import SUBREAPER
 from .executors.subreaper import WORKER_GONE_SIGNAL
 from .models import Attempt, Instance, InstanceDependency
@@ -115,25 +117,26 @@ def due_q(now: datetime.datetime) -> Q:
     return Q(LessThanOrEqual(due_at(), Value(now))) | Q(run_now=True)
 
 
-def in_backfill_window_q() -> Q:
-    """Not a backfill instance, or one whose biz date is inside its run's window (the
-    dates the run may work on now: serial one, parallel N) of a run not stopped. Outside
-    the window it waits like an instance waits for upstream: for earlier dates."""
-    return Q(backfill__isnull=True) | (
-        Q(backfill_seq__lt=F("backfill__window_start") + F("backfill__parallelism"))
-        & ~Q(backfill__state="stopped")
-    )
+def upstream_blocks_q() -> Q:
+    """Waiting for an upstream instance (an instance to run without dependencies waits
+    for none)."""
+    return Q(run_now=False) & Exists(blocking_upstream())
 
 
 def unblocked_pending(scope: QuerySet[Instance]) -> QuerySet[Instance]:
-    """Pending instances of `scope` that are neither frozen nor waiting for upstream or
-    for earlier dates of their backfill (an instance to run without dependencies waits
-    for neither)."""
+    """Pending instances of `scope` that are neither frozen nor waiting for upstream, and
+    that every filter gate admits (the backfill window: see admission)."""
     return (
         scope.filter(state=InstanceState.PENDING)
         .exclude(frozen_q())
-        .filter(Q(run_now=True) | (~Exists(blocking_upstream()) & in_backfill_window_q()))
+        .exclude(upstream_blocks_q())
+        .filter(admission.admitted_q())
     )
+
+
+def ready_now(scope: QuerySet[Instance], now: datetime.datetime) -> QuerySet[Instance]:
+    """What competes for slots now: unblocked, due, and to be run (not a dry run)."""
+    return unblocked_pending(scope).filter(dry_run=False).filter(due_q(now))
 
 
 def next_wake(*, scope: QuerySet[Instance] | None = None) -> datetime.datetime | None:
@@ -180,10 +183,8 @@ def tick(
     else:
         result.reaped = len(reap_lost_attempts(now=now))
         result.requeued = len(requeue_overdue(now=now))
-        # Move running backfills' windows on before choosing what may start.
-        from apps.backfills.services import backfills_refresh_running
-
-        backfills_refresh_running()
+        # The gates bring their state up to date (backfills move their windows on).
+        admission.before_pass(now=now)
         if not sweep:
             pending = Instance.objects.filter(state=InstanceState.PENDING)
             # Two plain reads, each along its own index (an OR of the two, or a LIMIT
@@ -201,11 +202,26 @@ def tick(
 
     result.skipped = _skip_ready_dry_runs(scope=scope, now=now)
 
-    due = unblocked_pending(scope).filter(dry_run=False).filter(due_q(now))
+    due = ready_now(scope, now)
     # order_by(): the model's default ordering would make DISTINCT one row per instance.
-    group_ids = list(due.order_by().values_list("resource_group_id", flat=True).distinct())
-    for group_id in group_ids:
-        result.queued.extend(_claim_in_group(group_id=group_id, due=due, now=now, enqueue=enqueue))
+    groups = list(
+        due.order_by().values_list("resource_group_id", "resource_group__name").distinct()
+    )
+    if groups:
+        prepared = {
+            gate.name: gate.prepare(due=due, now=now) for gate in admission.capacity_gates()
+        }
+        for group_id, group_name in sorted(groups):
+            result.queued.extend(
+                _claim_in_group(
+                    group_id=group_id,
+                    group_name=group_name,
+                    due=due,
+                    now=now,
+                    prepared=prepared,
+                    enqueue=enqueue,
+                )
+            )
 
     wait_reasons_refresh(scope=scope, now=now)
     if only_ids is None and not sweep:
@@ -256,22 +272,29 @@ def _skip_ready_dry_runs(*, scope: QuerySet[Instance], now: datetime.datetime) -
 
 
 def _claim_in_group(
-    *, group_id: int, due: QuerySet[Instance], now: datetime.datetime, enqueue: Enqueue
+    *,
+    group_id: int,
+    group_name: str,
+    due: QuerySet[Instance],
+    now: datetime.datetime,
+    prepared: dict,
+    enqueue: Enqueue,
 ) -> list[int]:
     with transaction.atomic():
-        # The group's row lock serialises claims for this group across dispatchers.
-        group = ResourceGroup.objects.select_for_update().get(pk=group_id)
-        active = Instance.objects.filter(resource_group_id=group_id, state__in=ACTIVE)
-        free = group.max_concurrency - active.count()
-        if free <= 0:
-            return []
-        candidates = due.filter(resource_group_id=group_id).order_by(
-            "-priority", "scheduled_at", "id"
-        )
-        if group.cpu_capacity is None and group.memory_capacity_mb is None:
-            chosen = list(candidates.values_list("id", flat=True)[:free])
-        else:
-            chosen = _fit_capacity(group=group, active=active, candidates=candidates, free=free)
+        candidates = due.filter(resource_group_id=group_id)
+        holds = []
+        # Each gate locks its rows in turn, in registration order: the same order in
+        # every claim of every dispatcher.
+        for gate in admission.capacity_gates():
+            hold = gate.hold(
+                group_id=group_id, candidates=candidates, now=now, prepared=prepared[gate.name]
+            )
+            if hold is None:
+                continue
+            if hold.limit is not None and hold.limit <= 0:
+                return []
+            holds.append(hold)
+        chosen = choose(candidates=candidates, holds=holds)
         if not chosen:
             return []
         # Lock the chosen rows, passing over any an operator is changing right now; the
@@ -283,52 +306,95 @@ def _claim_in_group(
         )
         states.instances_queue(ids=locked, now=now)
         if locked:
-            transaction.on_commit(lambda: enqueue(group.name, locked))
+            transaction.on_commit(lambda: enqueue(group_name, locked))
         return locked
 
 
-def _allocation(spec: dict) -> tuple[float, float]:
-    return float(spec.get("cpu") or 0), float(spec.get("memory_mb") or 0)
+# Candidates a claim reads at a time while holds judge them one by one, per slot it may
+# fill (a candidate that a rule or capacity turns down takes no slot), and how many such
+# reads one claim makes at most.
+CHUNK_PER_SLOT = 4
+MAX_CHUNKS = 8
 
 
-def _fit_capacity(*, group, active, candidates, free: int) -> list[int]:
-    """Take candidates in order while the group's CPU and memory capacity allow; a
-    candidate that does not fit blocks those behind it (no starving big instances)."""
-    used_cpu = used_mem = 0.0
-    for spec in active.values_list("version__spec", flat=True):
-        cpu, mem = _allocation(spec)
-        used_cpu += cpu
-        used_mem += mem
-    chosen = []
-    for instance_id, spec in candidates.values_list("id", "version__spec")[: free * 4]:
-        cpu, mem = _allocation(spec)
-        if group.cpu_capacity is not None and used_cpu + cpu > group.cpu_capacity:
-            break
-        if group.memory_capacity_mb is not None and used_mem + mem > group.memory_capacity_mb:
-            break
-        used_cpu += cpu
-        used_mem += mem
-        chosen.append(instance_id)
-        if len(chosen) == free:
-            break
+def choose(*, candidates: QuerySet[Instance], holds: list[admission.Hold]) -> list[int]:
+    """The candidates to start, in start order, as far as every hold admits them.
+
+    Without a hold that judges candidates one by one, the first `limit` ones in start
+    order are all there is to it (one read along instance_pending_group_idx). Otherwise
+    candidates are read a chunk at a time and each is judged by every hold: one that
+    some hold SKIPs is passed over (a full throttling rule holds back only its own);
+    one that some hold STOPs ends the claim (it keeps its place: a big instance is not
+    starved by smaller ones behind it)."""
+    limit = min((h.limit for h in holds if h.limit is not None), default=None)
+    ordered = candidates.order_by(*admission.START_ORDER)
+    judging = [h for h in holds if h.judges]
+    if not judging:
+        for hold in holds:
+            if hold.exclude is not None:
+                ordered = ordered.exclude(hold.exclude)
+        ids = ordered.values_list("id", flat=True)
+        return list(ids[:limit] if limit is not None else ids)
+    names, expressions = {"id"}, {}
+    for hold in judging:
+        for name, value in hold.fields.items():
+            if value == name:
+                names.add(name)
+            else:
+                expressions[name] = F(value) if isinstance(value, str) else value
+    chunk = max((limit or 0) * CHUNK_PER_SLOT, 16)
+    chosen: list[int] = []
+    seen: list[int] = []
+    for _ in range(MAX_CHUNKS):
+        page = ordered
+        for hold in holds:
+            if hold.exclude is not None:
+                page = page.exclude(hold.exclude)
+        if seen:
+            page = page.exclude(pk__in=seen)
+        rows = list(page.values(*sorted(names), **expressions)[:chunk])
+        for row in rows:
+            verdicts = {hold.judge(row) for hold in judging}
+            if admission.Verdict.SKIP in verdicts:
+                continue
+            if admission.Verdict.STOP in verdicts:
+                return chosen
+            for hold in judging:
+                hold.take(row)
+            chosen.append(row["id"])
+            if limit is not None and len(chosen) >= limit:
+                return chosen
+        if len(rows) < chunk:
+            return chosen
+        seen.extend(row["id"] for row in rows)
     return chosen
 
 
 def wait_reasons_refresh(*, scope: QuerySet[Instance], now: datetime.datetime) -> None:
     """Store why each pending instance waits, in SPEC order, in a few bulk updates that
-    touch only rows whose reason changed."""
+    touch only rows whose reason changed: frozen; waiting for upstream or held back by a
+    filter gate (each gate's own reason); waiting for its time; then, for what is due,
+    the first capacity gate that holds it back now (throttled), and waiting_resources
+    for the rest (its group is full, or the next pass starts it)."""
     pending = scope.filter(state=InstanceState.PENDING)
-    frozen = pending.filter(frozen_q())
-    blocked = pending.exclude(frozen_q()).filter(
-        Exists(blocking_upstream()) | ~in_backfill_window_q(), run_now=False
-    )
-    ready = unblocked_pending(scope)
-    updates = [
-        (frozen, WaitReason.FROZEN),
-        (blocked, WaitReason.WAITING_UPSTREAM),
-        (ready.exclude(due_q(now)), WaitReason.WAITING_TIME),
-        (ready.filter(due_q(now), dry_run=False), WaitReason.WAITING_RESOURCES),
-    ]
+    held: dict[str, Q] = {WaitReason.WAITING_UPSTREAM: upstream_blocks_q()}
+    for gate in admission.filter_gates():
+        not_admitted = ~gate.admits()
+        reason = gate.wait_reason
+        held[reason] = held[reason] | not_admitted if reason in held else not_admitted
+    updates = [(pending.filter(frozen_q()), WaitReason.FROZEN)]
+    rest = pending.exclude(frozen_q())
+    for reason in sorted(held, key=admission.REASON_ORDER.index):
+        updates.append((rest.filter(held[reason]), reason))
+        rest = rest.exclude(held[reason])
+    updates.append((rest.exclude(due_q(now)), WaitReason.WAITING_TIME))
+    due = rest.filter(due_q(now), dry_run=False)
+    for gate in admission.by_reason(admission.capacity_gates()):
+        waiting = gate.waiting(now=now)
+        if waiting is not None:
+            updates.append((due.filter(waiting), gate.wait_reason))
+            due = due.exclude(waiting)
+    updates.append((due, WaitReason.WAITING_RESOURCES))
     for queryset, reason in updates:
         Instance.objects.filter(pk__in=queryset.exclude(wait_reason=reason).values("pk")).update(
             wait_reason=reason

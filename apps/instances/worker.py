@@ -34,7 +34,7 @@ from apps.core import clock
 from apps.nodes.specs import NodeSpec
 from apps.projects.models import Datasource, Variable
 
-from . import dispatcher, states
+from . import admission, dispatcher, states
 from .choices import AttemptState, InstanceState
 from .executors import RunAsRefused, RunRequest, execute, run_as
 from .executors.process import note
@@ -367,7 +367,7 @@ def _run_one(
         succeeded=new_state in (InstanceState.SUCCEEDED, InstanceState.SKIPPED),
         children=children,
         group_names={instance.resource_group.name},
-        backfill_ids={instance.backfill_id} - {None},
+        finished_ids=[instance.pk],
         enqueue=enqueue,
         inline=inline,
     )
@@ -426,13 +426,14 @@ def _after_finish(
     succeeded: bool,
     children: list[int],
     group_names: set[str],
-    backfill_ids: set[int],
+    finished_ids: list[int],
     enqueue: dispatcher.Enqueue,
     inline: bool,
 ) -> int | None:
-    """Start what finished instances unblocked: their ready children, and the dates that
-    entered their backfills' windows. Answers one claimed child of the finished instances'
-    group for this worker to run inline (when `inline`), handing the rest to the queue."""
+    """Start what finished instances unblocked: their ready children, and what the
+    admission gates let in now (the dates that entered a backfill's window). Answers one
+    claimed child of the finished instances' group for this worker to run inline (when
+    `inline`), handing the rest to the queue."""
     inline_id: int | None = None
 
     def hand_off(group_name: str, ids: list[int]) -> None:
@@ -444,11 +445,7 @@ def _after_finish(
 
     if succeeded and children:
         dispatcher.tick(only_ids=children, enqueue=hand_off)
-    for backfill_id in sorted(backfill_ids):
-        # A finished date moves the backfill's window: start the dates that entered it.
-        from apps.backfills.services import backfill_refresh
-
-        dispatcher.tick(only_ids=backfill_refresh(backfill_id=backfill_id), enqueue=enqueue)
+    dispatcher.tick(only_ids=admission.released(finished_ids=finished_ids), enqueue=enqueue)
     return inline_id
 
 
@@ -507,7 +504,7 @@ def _run_virtual_batch(
         succeeded=True,
         children=children,
         group_names={row["resource_group__name"] for row in done},
-        backfill_ids={row["backfill_id"] for row in done} - {None},
+        finished_ids=[row["id"] for row in done],
         enqueue=enqueue,
         inline=True,
     )

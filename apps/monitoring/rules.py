@@ -3,27 +3,20 @@ rule watches, and the clock rules (mute windows, trigger deadlines). Pure functi
 besides the lookups that validation needs."""
 
 import datetime
-import re
 from collections.abc import Callable
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 
+from apps.core.timeofday import in_window, parse_hhmm
 from apps.nodes.models import Node
 
 from .choices import ScopeKind, Severity, TriggerType
 from .models import MonitorRule, OnCallSchedule
 
-HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
-
 # Scope kinds that other apps provide (the baselines app adds "baseline"): kind ->
 # (validate(project, scope) -> errors, node ids(rule) -> set[int]).
 SCOPE_PROVIDERS: dict[str, tuple[Callable, Callable]] = {}
-
-
-def parse_hhmm(value) -> datetime.time | None:
-    match = HHMM.match(value) if isinstance(value, str) else None
-    return datetime.time(int(match[1]), int(match[2])) if match else None
 
 
 def _error(field: str, message: str) -> dict:
@@ -189,16 +182,6 @@ def severity_of(rule: MonitorRule, trigger: str) -> str:
 
 
 # --- the clock -------------------------------------------------------------------------
-
-
-def in_window(local: datetime.time, start: datetime.time, end: datetime.time) -> bool:
-    """Is `local` inside [start, end)? A window whose end is before its start crosses
-    midnight (22:00-06:00); start == end is the whole day."""
-    if start == end:
-        return True
-    if start < end:
-        return start <= local < end
-    return local >= start or local < end
 
 
 def muted(rule: MonitorRule, now: datetime.datetime, tz) -> bool:

@@ -1,0 +1,210 @@
+"""Admission: the gates an instance passes to start, which features register.
+
+SPEC section 4 lists what must hold for a pending instance to start. The engine keeps
+its own conditions (not frozen, upstream done, its time come: see dispatcher). Every
+other condition is a gate that a feature registers in its AppConfig.ready() — the
+backfill window (apps.backfills), resource group slots and CPU/memory, throttling
+rules (apps.configuration) — so the dispatcher and diagnosis iterate the gates and
+name none of them.
+
+Two kinds of gate:
+
+- A FilterGate admits by a query alone (`admits()`, a Q over Instance): the dispatcher
+  starts only what every filter gate admits, and an instance a gate holds back waits
+  with the gate's wait reason.
+- A CapacityGate counts slots. The dispatcher claims per resource group, in one
+  transaction; in it each capacity gate `hold()`s: locks the rows that count its
+  capacity, counts what is in use and answers a Hold that admits the group's candidates
+  one by one in start order (START_ORDER). Gates hold in registration order and lock
+  their rows by id, so every claim takes its locks in the same order: two dispatchers
+  never deadlock, and never both see the same free slot.
+
+Both kinds `explain()` themselves: the blockers diagnosis shows, built from the same
+queries the dispatcher uses.
+"""
+
+import datetime
+import enum
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db.models import Q, QuerySet
+
+from .choices import WaitReason
+from .models import Instance
+
+# The order a group's candidates start in: higher priority first, then earlier
+# scheduled time (SPEC section 4), then id for a total order. ahead_q() says the same.
+START_ORDER = ("-priority", "scheduled_at", "id")
+
+# Wait reasons in the order a pending instance is shown with them (SPEC section 4).
+REASON_ORDER = [reason.value for reason in WaitReason]
+
+
+def ahead_q(instance: Instance) -> Q:
+    """Instances that START_ORDER puts before `instance`."""
+    p, s = instance.priority, instance.scheduled_at
+    return (
+        Q(priority__gt=p)
+        | Q(priority=p, scheduled_at__lt=s)
+        | Q(priority=p, scheduled_at=s, pk__lt=instance.pk)
+    )
+
+
+# --- what diagnosis shows ----------------------------------------------------------------
+
+
+@dataclass
+class Blocker:
+    kind: str  # a WaitReason value
+    message: str
+    detail: dict = field(default_factory=dict)
+    actions: list[dict] = field(default_factory=list)
+
+
+def action(name: str, target: int, **extra) -> dict:
+    """An operation that would unblock an instance, as diagnosis lists it."""
+    return {"action": name, "target": target, **extra}
+
+
+@dataclass
+class Explaining:
+    """What a gate's explain() may use besides the instance."""
+
+    now: datetime.datetime
+    # names.ref(instance) -> the instance as diagnosis names it to this viewer (an
+    # instance of a project the viewer is not a member of keeps only its id and state).
+    names: Any
+    # ready_now(queryset) -> those of it that are pending, unblocked, due and not dry
+    # runs: what competes for slots right now (the dispatcher's own query).
+    ready_now: Callable[[QuerySet[Instance]], QuerySet[Instance]]
+
+
+# --- the gates ---------------------------------------------------------------------------
+
+
+class Gate:
+    name = ""
+    wait_reason: str = ""
+
+    def before_pass(self, *, now: datetime.datetime) -> None:
+        """Called at the start of every full dispatcher pass."""
+
+    def released(self, *, finished_ids: list[int]) -> list[int]:
+        """Called when instances finished: pending instances this gate may admit now
+        (the dispatcher looks at them at once instead of at its next pass)."""
+        return []
+
+    def explain(self, instance: Instance, explaining: Explaining) -> list[Blocker]:
+        return []
+
+
+class FilterGate(Gate):
+    def admits(self) -> Q:
+        """A filter over Instance that holds for the instances this gate lets start."""
+        raise NotImplementedError
+
+
+class Verdict(enum.Enum):
+    ADMIT = "admit"
+    SKIP = "skip"  # not this one; those behind it may still start
+    STOP = "stop"  # not this one, and nothing behind it: it keeps its place in the queue
+
+
+class Hold:
+    """A capacity gate's say over one claim, made inside the claim's transaction after
+    its rows were locked and its usage counted."""
+
+    # At most this many candidates may start (None: no bound from this gate).
+    limit: int | None = None
+    # Candidates that cannot start at all in this claim (their capacity is full),
+    # left out of what is read. A hold may widen it while it admits.
+    exclude: Q | None = None
+    # Whether judge()/take() must see each candidate; with the values named here
+    # (name -> field path or expression) read along with its id.
+    judges: bool = False
+    fields: dict[str, Any] = {}
+
+    def judge(self, row: dict) -> Verdict:
+        return Verdict.ADMIT
+
+    def take(self, row: dict) -> None:
+        """`row` starts: count it."""
+
+
+class CapacityGate(Gate):
+    def prepare(self, *, due: QuerySet[Instance], now: datetime.datetime) -> Any:
+        """Once per pass, before any claim, outside their transactions: what the holds
+        of this pass need to know of all that is due (`due`)."""
+        return None
+
+    def hold(
+        self,
+        *,
+        group_id: int,
+        candidates: QuerySet[Instance],
+        now: datetime.datetime,
+        prepared: Any,
+    ) -> Hold | None:
+        """Lock, count and answer this gate's say over the claim of a resource group's
+        `candidates` (None: this gate has no say in it)."""
+        return None
+
+    def waiting(self, *, now: datetime.datetime) -> Q | None:
+        """Pending instances this gate holds back now (their wait reason is this gate's);
+        None when it holds back none."""
+        return None
+
+
+_GATES: dict[str, Gate] = {}
+
+
+def register(gate: Gate) -> None:
+    """Add a gate (from an AppConfig.ready()); registering a name again replaces it."""
+    if not gate.wait_reason or gate.wait_reason not in REASON_ORDER:
+        raise ValueError(f"gate {gate.name!r}: wait_reason must be a WaitReason")
+    _GATES[gate.name] = gate
+
+
+def unregister(name: str) -> None:
+    _GATES.pop(name, None)
+
+
+def gates() -> list[Gate]:
+    """Every registered gate in registration order (the lock order of capacity gates)."""
+    return list(_GATES.values())
+
+
+def filter_gates() -> list[FilterGate]:
+    return [g for g in _GATES.values() if isinstance(g, FilterGate)]
+
+
+def capacity_gates() -> list[CapacityGate]:
+    return [g for g in _GATES.values() if isinstance(g, CapacityGate)]
+
+
+def by_reason(items: Iterable[Gate]) -> list[Gate]:
+    """Gates in the order of their wait reasons (registration order among equals)."""
+    return sorted(items, key=lambda g: REASON_ORDER.index(g.wait_reason))
+
+
+def admitted_q() -> Q:
+    """What every filter gate admits."""
+    q = Q()
+    for gate in filter_gates():
+        q &= gate.admits()
+    return q
+
+
+def before_pass(*, now: datetime.datetime) -> None:
+    for gate in gates():
+        gate.before_pass(now=now)
+
+
+def released(*, finished_ids: list[int]) -> list[int]:
+    """Pending instances the gates may admit now that `finished_ids` finished."""
+    ids: list[int] = []
+    for gate in gates():
+        ids.extend(gate.released(finished_ids=finished_ids))
+    return list(dict.fromkeys(ids))
