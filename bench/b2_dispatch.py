@@ -176,6 +176,23 @@ def baseline_run(project, nodes, *, threads: int) -> float:
     )
     groups = sorted({node.resource_group_id for node in nodes})
     errors: list[BaseException] = []
+    # Attempt columns with a model default the statement does not name.
+    extra = common.defaults(
+        "instances_attempt",
+        [
+            "instance_id",
+            "number",
+            "state",
+            "reason",
+            "started_at",
+            "worker",
+            "heartbeat_at",
+            "log_size",
+        ],
+    )
+    extra_columns = "".join(f", {column}" for column, _ in extra)
+    extra_marks = ", %s" * len(extra)
+    extra_values = [value for _, value in extra]
 
     def connect():
         if pg:
@@ -228,9 +245,9 @@ def baseline_run(project, nodes, *, threads: int) -> float:
                         ),
                         (
                             "INSERT INTO instances_attempt (instance_id, number, state, reason, "
-                            "started_at, worker, heartbeat_at, log_size) "
-                            "VALUES (%s, 1, 'running', '', %s, 'baseline', %s, 0)",
-                            [iid, now, now],
+                            f"started_at, worker, heartbeat_at, log_size{extra_columns}) "
+                            f"VALUES (%s, 1, 'running', '', %s, 'baseline', %s, 0{extra_marks})",
+                            [iid, now, now, *extra_values],
                         ),
                     ],
                 )

@@ -131,19 +131,31 @@ def day_load(project, nodes: list[tuple[int, str]], *, shares: tuple[int, int, i
 
     with common.bulk_load("instances_instance"):
         common.load("instances_instance", common.INSTANCE_COLUMNS, rows())
+    columns = [
+        "instance_id",
+        "number",
+        "state",
+        "reason",
+        "started_at",
+        "finished_at",
+        "exit_code",
+        "worker",
+        "heartbeat_at",
+        "log_size",
+    ]
+    extra = common.defaults("instances_attempt", columns)
     with common.bulk_load("instances_attempt"):
         with connection.cursor() as cursor:
             cursor.execute(
-                """
-                INSERT INTO instances_attempt (instance_id, number, state, reason, started_at,
-                    finished_at, exit_code, worker, heartbeat_at, log_size)
+                f"""
+                INSERT INTO instances_attempt ({", ".join(columns + [c for c, _ in extra])})
                 SELECT id, 1, state, CASE WHEN state = 'failed' THEN 'exit code 1' ELSE '' END,
                     started_at, finished_at,
                     CASE WHEN state = 'failed' THEN 1 WHEN state = 'succeeded' THEN 0 END,
-                    'bench:1', COALESCE(finished_at, %s), 0
+                    'bench:1', COALESCE(finished_at, %s), 0{", %s" * len(extra)}
                 FROM instances_instance WHERE project_id = %s AND started_at IS NOT NULL
                 """,
-                [NOW, project.id],
+                [NOW, *(value for _, value in extra), project.id],
             )
     common.sync_sequence("instances_instance")
     common.sync_sequence("instances_attempt")

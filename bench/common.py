@@ -141,8 +141,32 @@ def sync_sequence(table: str) -> None:
             )
 
 
+def defaults(table: str, columns: Sequence[str]) -> list[tuple[str, object]]:
+    """(column, value) for every NOT NULL column of `table` that `columns` leaves out and
+    whose model field has a default (Django keeps defaults in Python, not in the table):
+    rows written directly stay valid when a model gains such a field."""
+    from django.apps import apps
+
+    model = next(m for m in apps.get_models() if m._meta.db_table == table)
+    return [
+        # JSON as its text: what COPY and a plain parameter both write into a jsonb column.
+        (field.column, json.dumps(value) if isinstance(value, dict | list) else value)
+        for field in model._meta.concrete_fields
+        if field.column not in columns
+        and not field.primary_key
+        and not field.null
+        and (value := field.get_default()) is not None
+    ]
+
+
 def load(table: str, columns: Sequence[str], rows: Iterable[Sequence]) -> None:
-    """Write rows fast: text COPY on PostgreSQL, executemany on SQLite."""
+    """Write rows fast: text COPY on PostgreSQL, executemany on SQLite. Columns left out
+    that have a model default get it."""
+    extra = defaults(table, columns)
+    if extra:
+        columns = [*columns, *(column for column, _ in extra)]
+        tail = tuple(value for _, value in extra)
+        rows = (tuple(row) + tail for row in rows)
     if is_postgresql():
         connection.ensure_connection()
         with connection.connection.cursor() as cursor:
