@@ -15,4 +15,6 @@ urlpatterns = [
     path("backfills/", include("apps.backfills.urls")),
     path("notifications/", include("apps.notifications.urls")),
     path("alerts/", include("apps.monitoring.alert_urls")),
+    path("configuration/runtime/", include("apps.configuration.runtime_urls")),
+    path("resources/", include("apps.monitoring.resources_urls")),
 ]

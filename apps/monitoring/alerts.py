@@ -28,11 +28,19 @@ from .models import Alert, AlertEvent, MonitorRule, OnCallSchedule
 User = get_user_model()
 
 
+# A built-in system check (no MonitorRule) raises at this severity, counts repeats no
+# more often than this, and is sent to the node's owner through its project's channels.
+SYSTEM_SEVERITY = {TriggerType.RUNNING_LONGER: "warning"}
+SYSTEM_DEDUP_MINUTES = 30
+
+
 @dataclass
 class Hit:
-    """A rule's trigger met by one instance: what to raise or count."""
+    """A rule's trigger met by one instance: what to raise or count. `rule` None: a
+    built-in system check (apps.monitoring.timepass.runtime_timeouts_check), keyed
+    apart from every rule's."""
 
-    rule: MonitorRule
+    rule: MonitorRule | None
     trigger: str
     # The instance's facts: id, node_id, node_name, project_id, project_code, owner,
     # biz_date, scheduled_at, state.
@@ -45,11 +53,21 @@ class Hit:
 
     @property
     def key(self) -> str:
+        if self.rule is None:
+            return system_dedup_key(self.trigger, "instance", self.instance["id"])
         return dedup_key(self.rule.pk, self.trigger, "instance", self.instance["id"])
+
+    @property
+    def context_key(self) -> tuple:
+        return ("rule", self.rule.pk) if self.rule else ("system", self.instance["project_id"])
 
 
 def dedup_key(rule_id: int, trigger: str, target_type: str, target_id) -> str:
     return f"{AlertSource.MONITOR}:{rule_id}:{trigger}:{target_type}:{target_id}"
+
+
+def system_dedup_key(trigger: str, target_type: str, target_id) -> str:
+    return f"{AlertSource.SYSTEM}:{trigger}:{target_type}:{target_id}"
 
 
 def alert_url(alert_id: int) -> str:
@@ -184,6 +202,24 @@ class _RuleContext:
         return self._recipients[key]
 
 
+class _SystemContext(_RuleContext):
+    """What sending needs for a built-in check's alerts in one project: the node's owner,
+    through the project's enabled channels."""
+
+    def __init__(self, project_id: int, now: datetime.datetime):
+        self.rule = None
+        channels = list(Channel.objects.filter(project_id=project_id, enabled=True))
+        self.channel_ids = [c.pk for c in channels]
+        self.channels = {c.pk: c for c in channels}
+        self.muted = False
+        self._names = {}
+        self._recipients = {}
+        self.now = now
+
+    def usernames(self, owner: str | None) -> list[str]:
+        return [owner] if owner else []
+
+
 def alerts_raise(hits: Iterable[Hit], *, now: datetime.datetime) -> list[Alert]:
     """Raise or count an alert per hit, in one transaction: a new key fires (and is
     sent), an open key counts a repeat (sent again once the dedup interval has passed).
@@ -191,7 +227,7 @@ def alerts_raise(hits: Iterable[Hit], *, now: datetime.datetime) -> list[Alert]:
     hits = list(hits)
     if not hits:
         return []
-    contexts: dict[int, _RuleContext] = {}
+    contexts: dict[tuple, _RuleContext] = {}
     touched = []
     with transaction.atomic():
         keys = [hit.key for hit in hits]
@@ -202,9 +238,13 @@ def alerts_raise(hits: Iterable[Hit], *, now: datetime.datetime) -> list[Alert]:
             .select_related("project")
         }
         for hit in hits:
-            context = contexts.get(hit.rule.pk)
+            context = contexts.get(hit.context_key)
             if context is None:
-                context = contexts[hit.rule.pk] = _RuleContext(hit.rule, now)
+                context = contexts[hit.context_key] = (
+                    _RuleContext(hit.rule, now)
+                    if hit.rule
+                    else _SystemContext(hit.instance["project_id"], now)
+                )
             alert = open_alerts.get(hit.key)
             if alert is None:
                 alert = _fire(hit, context, now=now)
@@ -221,11 +261,11 @@ def _fire(hit: Hit, context: _RuleContext, *, now: datetime.datetime) -> Alert:
     facts = hit.instance
     usernames = context.usernames(facts.get("owner"))
     alert = Alert(
-        project_id=rule.project_id,
-        source=AlertSource.MONITOR,
+        project_id=rule.project_id if rule else facts["project_id"],
+        source=AlertSource.MONITOR if rule else AlertSource.SYSTEM,
         rule=rule,
         trigger=hit.trigger,
-        severity=rules.severity_of(rule, hit.trigger),
+        severity=rules.severity_of(rule, hit.trigger) if rule else SYSTEM_SEVERITY[hit.trigger],
         state=AlertState.RESOLVED if hit.born_resolved else AlertState.FIRING,
         title=_title(hit),
         message=hit.what,
@@ -255,7 +295,8 @@ def _fire(hit: Hit, context: _RuleContext, *, now: datetime.datetime) -> Alert:
         existing = Alert.objects.select_for_update().get(dedup_key=hit.key, state__in=OPEN_STATES)
         _repeat(existing, hit, context, now=now)
         return existing
-    alert.project = rule.project
+    if rule:
+        alert.project = rule.project
     AlertEvent.objects.create(
         alert=alert, kind=AlertEventKind.FIRED, at=now, comment=hit.what, detail=hit.detail
     )
@@ -288,9 +329,10 @@ def _title(hit: Hit) -> str:
 
 
 def _repeat(alert: Alert, hit: Hit, context: _RuleContext, *, now: datetime.datetime) -> None:
+    dedup_minutes = hit.rule.dedup_minutes if hit.rule else SYSTEM_DEDUP_MINUTES
     due = (
         alert.last_sent_at is None
-        or alert.last_sent_at + datetime.timedelta(minutes=hit.rule.dedup_minutes) <= now
+        or alert.last_sent_at + datetime.timedelta(minutes=dedup_minutes) <= now
     )
     Alert.objects.filter(pk=alert.pk).update(
         count=F("count") + 1,

@@ -224,6 +224,43 @@ def _late(rule, trigger: dict, now: datetime.datetime, scope: list):
     return _hits(rule, kind, _rows(Instance, _ids(instances), ""), what, "")
 
 
+def runtime_timeouts_check(*, now: datetime.datetime) -> int:
+    """The built-in check of runtime configuration's `alert_only` (SPEC 9), needing no
+    MonitorRule: each running attempt past its timeout (Attempt.timeout_alert_at, set
+    when it started with that action) raises one `running_longer` alert, a system alert
+    for the node's owner through the project's channels, while the attempt goes on.
+    Answers the alerts raised."""
+    prefix = alerts.system_dedup_key(TriggerType.RUNNING_LONGER, "instance", "")
+    key = Concat(
+        Value(prefix),
+        Cast(OuterRef("instance_id"), output_field=CharField()),
+        output_field=CharField(),
+    )
+    attempts = (
+        Attempt.objects.filter(state=AttemptState.RUNNING, timeout_alert_at__lte=now)
+        .exclude(instance__kind=InstanceKind.REALTIME)
+        .exclude(Exists(Alert.objects.filter(dedup_key=key, last_at__gte=OuterRef("started_at"))))
+    )
+    rows = _rows(Attempt, _ids(attempts), "instance__", "number", "started_at", "runtime")
+
+    def what(row) -> str:
+        ran = int((now - row["started_at"]).total_seconds() // 60)
+        timeout = ((row["runtime"] or {}).get("timeout_seconds") or {}).get("value")
+        return (
+            f"attempt {row['number']} has run {ran} minutes, past its timeout of {timeout}s; "
+            "timeout_action alert_only: it goes on"
+        )
+
+    raised = 0
+    batch = []
+    for hit in _hits(None, TriggerType.RUNNING_LONGER, rows, what, "instance__"):
+        batch.append(hit)
+        if len(batch) >= CHUNK:
+            raised += len(alerts.alerts_raise(batch, now=now))
+            batch = []
+    return raised + len(alerts.alerts_raise(batch, now=now))
+
+
 # trigger -> (its check, the path from the rows it reads to the instance)
 PASSES = {
     TriggerType.RUNNING_LONGER: (_running_longer, "instance__"),
@@ -234,8 +271,8 @@ PASSES = {
 
 
 def time_triggers_check(*, now: datetime.datetime) -> int:
-    """One pass over every enabled rule's time triggers. Answers the alerts raised or
-    counted."""
+    """One pass over every enabled rule's time triggers, and the built-in timeout alerts
+    of runtime configuration. Answers the alerts raised or counted."""
     raised = 0
     for rule in rules_with(TIME_TRIGGERS):
         for trigger in rule.triggers:
@@ -253,4 +290,4 @@ def time_triggers_check(*, now: datetime.datetime) -> int:
                     raised += len(alerts.alerts_raise(batch, now=now))
                     batch = []
             raised += len(alerts.alerts_raise(batch, now=now))
-    return raised
+    return raised + runtime_timeouts_check(now=now)

@@ -19,6 +19,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect, push_url, trigger_client_event
 
+from apps.configuration.runtime import runtime_for_node
 from apps.core import clock
 from apps.core.errors import NotFound, OpscenterError, ValidationFailed
 from apps.core.htmx import render_page_or_partial, wants_partial
@@ -234,6 +235,8 @@ def node_detail(request, node_id: int):
         )
         context["dag_url"] = reverse("nodes:dag", args=[node.id])
         context["dag_depth"] = DEFAULT_DAG_DEPTH
+        # Every runtime setting with the level it comes from (SPEC 9).
+        context["runtime"] = runtime_for_node(node).rows()
     return render_page_or_partial(
         request,
         page="nodes/detail.html",

@@ -24,6 +24,8 @@ BADGE_CHOICES = {
     "severity": "apps.monitoring.choices.Severity",
     "delivery": "apps.notifications.choices.DeliveryState",
     "token": "apps.accounts.choices.TokenState",
+    "runtime_level": "apps.configuration.choices.RuntimeLevel",
+    "resource_flag": "apps.monitoring.resources.ResourceFlag",
 }
 
 # The main navigation. An entry shows once its page exists (its URL name resolves), so
@@ -36,6 +38,7 @@ NAV_ITEMS = [
     ("Backfill", "backfills:list"),
     ("Alerts", "alerts:list", "alerts/_nav_badge.html"),
     ("Monitoring", "monitoring:index"),
+    ("Resources", "resources:index"),
 ]
 
 
