@@ -53,37 +53,42 @@ def group_usage(group: ResourceGroup) -> dict:
 
 
 class GroupHold(Hold):
-    """A group's free slots, and where it has a CPU or memory capacity, a walk that
-    takes candidates while they fit: one that does not fit stops the walk (it keeps its
-    place; nothing smaller behind it jumps the queue and starves it)."""
+    """Each group's free slots, and where a group has a CPU or memory capacity, a walk
+    that takes its candidates while they fit: one that does not fit ends the group's
+    turn (it keeps its place; nothing smaller behind it jumps the queue and starves it)."""
 
-    def __init__(self, group: ResourceGroup, usage: dict):
-        self.group = group
-        self.limit = group.max_concurrency - usage["in_use"]
-        self.cpu = usage["cpu_in_use"]
-        self.mem = usage["memory_in_use_mb"]
-        self.judges = group.cpu_capacity is not None or group.memory_capacity_mb is not None
-        self.fields = (
-            {"group_cpu": "version__spec__cpu", "group_memory_mb": "version__spec__memory_mb"}
-            if self.judges
-            else {}
-        )
+    fields = {"group_cpu": "version__spec__cpu", "group_memory_mb": "version__spec__memory_mb"}
+
+    def __init__(self, groups: dict[int, ResourceGroup], usage: dict[int, dict]):
+        self.groups = groups
+        self.free = {pk: g.max_concurrency - usage[pk]["in_use"] for pk, g in groups.items()}
+        self.cpu = {pk: usage[pk]["cpu_in_use"] for pk in groups}
+        self.mem = {pk: usage[pk]["memory_in_use_mb"] for pk in groups}
+        self.judges = any(_has_capacity(g) for g in groups.values())
+
+    def limit(self, group_id: int) -> int | None:
+        return self.free.get(group_id, 0)
 
     def judge(self, row: dict) -> Verdict:
+        group = self.groups[row["resource_group_id"]]
         cpu, mem = allocation(row["group_cpu"], row["group_memory_mb"])
-        if self.group.cpu_capacity is not None and self.cpu + cpu > self.group.cpu_capacity:
+        if group.cpu_capacity is not None and self.cpu[group.pk] + cpu > group.cpu_capacity:
             return Verdict.STOP
         if (
-            self.group.memory_capacity_mb is not None
-            and self.mem + mem > self.group.memory_capacity_mb
+            group.memory_capacity_mb is not None
+            and self.mem[group.pk] + mem > group.memory_capacity_mb
         ):
             return Verdict.STOP
         return Verdict.ADMIT
 
     def take(self, row: dict) -> None:
         cpu, mem = allocation(row["group_cpu"], row["group_memory_mb"])
-        self.cpu += cpu
-        self.mem += mem
+        self.cpu[row["resource_group_id"]] += cpu
+        self.mem[row["resource_group_id"]] += mem
+
+
+def _has_capacity(group: ResourceGroup) -> bool:
+    return group.cpu_capacity is not None or group.memory_capacity_mb is not None
 
 
 class ResourceGroupGate(CapacityGate):
@@ -93,15 +98,28 @@ class ResourceGroupGate(CapacityGate):
     name = "resource_group"
     wait_reason = WaitReason.WAITING_RESOURCES
 
-    def hold(self, *, group_id, candidates, now, prepared) -> Hold:
-        # The group's row lock serialises claims for this group across dispatchers.
-        group = ResourceGroup.objects.select_for_update().get(pk=group_id)
-        if group.cpu_capacity is None and group.memory_capacity_mb is None:
-            count = Instance.objects.filter(resource_group_id=group_id, state__in=ACTIVE).count()
-            usage = {"in_use": count, "cpu_in_use": 0.0, "memory_in_use_mb": 0.0}
+    def hold(self, *, group_ids, candidates, now, prepared) -> Hold:
+        # The groups' row locks serialise claims for each group across dispatchers; one
+        # at a time by id, so every claim takes them in the same order.
+        groups = {
+            pk: ResourceGroup.objects.select_for_update().get(pk=pk) for pk in sorted(group_ids)
+        }
+        usage = {pk: {"in_use": 0, "cpu_in_use": 0.0, "memory_in_use_mb": 0.0} for pk in groups}
+        active = Instance.objects.filter(resource_group_id__in=list(groups), state__in=ACTIVE)
+        if any(_has_capacity(g) for g in groups.values()):
+            rows = active.values_list(
+                "resource_group_id", "version__spec__cpu", "version__spec__memory_mb"
+            )
+            for pk, cpu, mem in rows:
+                cpu, mem = allocation(cpu, mem)
+                usage[pk]["in_use"] += 1
+                usage[pk]["cpu_in_use"] += cpu
+                usage[pk]["memory_in_use_mb"] += mem
         else:
-            usage = group_usage(group)
-        return GroupHold(group, usage)
+            counts = active.values("resource_group_id").annotate(n=Count("pk")).order_by()
+            for row in counts:
+                usage[row["resource_group_id"]]["in_use"] = row["n"]
+        return GroupHold(groups, usage)
 
     def explain(self, instance: Instance, explaining: Explaining) -> list[Blocker]:
         group = instance.resource_group
@@ -180,12 +198,12 @@ def _any_of(scopes: list[throttling.Scope]) -> Q | None:
 
 @dataclass
 class RulesInForce:
-    """One pass's view of the rules in force (read once, outside any claim)."""
+    """One pass's view of the rules in force (read once, before the claim)."""
 
     rules: dict[int, ThrottleRule]
     scopes: dict[int, throttling.Scope]
-    # resource group id -> ids of the rules that cover a due instance of that group
-    by_group: dict[int, list[int]] = field(default_factory=dict)
+    # ids of the rules that cover something due: the rules the claim locks
+    covering: list[int] = field(default_factory=list)
 
 
 class RulesHold(Hold):
@@ -233,23 +251,19 @@ class ThrottleGate(CapacityGate):
         if not rules:
             return None
         scopes = {rule.pk: throttling.Scope.of(rule) for rule in rules}
-        # Which rules cover something due, per group: the rules each claim locks.
-        per_group = (
-            due.order_by()
-            .values("resource_group_id")
-            .annotate(**{f"r{pk}": Count("pk", filter=scope.q()) for pk, scope in scopes.items()})
+        # Which rules cover something due: the rules the claim locks.
+        counts = due.aggregate(
+            **{f"r{pk}": Count("pk", filter=scope.q()) for pk, scope in scopes.items()}
         )
-        by_group = {
-            row["resource_group_id"]: [pk for pk in scopes if row[f"r{pk}"]] for row in per_group
-        }
+        covering = [pk for pk in scopes if counts[f"r{pk}"]]
         return RulesInForce(
-            rules={rule.pk: rule for rule in rules}, scopes=scopes, by_group=by_group
+            rules={rule.pk: rule for rule in rules}, scopes=scopes, covering=covering
         )
 
-    def hold(self, *, group_id, candidates, now, prepared: RulesInForce | None) -> Hold | None:
+    def hold(self, *, group_ids, candidates, now, prepared: RulesInForce | None) -> Hold | None:
         if prepared is None:
             return None
-        wanted = prepared.by_group.get(group_id, [])
+        wanted = prepared.covering
         # Rules by id, the same order in every claim; as they are now (one changed or
         # disabled since the pass began counts as it is now; one deleted, not at all).
         rows = list(
@@ -262,8 +276,8 @@ class ThrottleGate(CapacityGate):
         locked = [prepared.scopes[pk] for pk in max_of]
         usage = rules_usage(locked)
         free = {pk: max_of[pk] - usage[pk] for pk in max_of}
-        # Rules in force that covered nothing due in this group when the pass began are
-        # not locked: what they cover now waits for the next pass.
+        # Rules in force that covered nothing due when the pass began are not locked:
+        # what they cover now waits for the next pass.
         others = [scope for pk, scope in prepared.scopes.items() if pk not in wanted]
         return RulesHold(locked=locked, free=free, others=others)
 

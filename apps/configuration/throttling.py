@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.db.models import Q, TextField, Value
-from django.db.models.fields.json import KT
+from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Coalesce
 from django.db.models.lookups import Exact
 
@@ -28,7 +28,7 @@ from .models import ThrottleRule
 def spec_text(key: str):
     """The node version's `key` as text, '' when absent or null (so that a negated
     condition on it never meets a NULL)."""
-    return Coalesce(KT(f"version__spec__{key}"), Value(""), output_field=TextField())
+    return Coalesce(KeyTextTransform(key, "version__spec"), Value(""), output_field=TextField())
 
 
 def rule_timezone(rule: ThrottleRule) -> datetime.tzinfo:

@@ -12,10 +12,10 @@ Two kinds of gate:
 - A FilterGate admits by a query alone (`admits()`, a Q over Instance): the dispatcher
   starts only what every filter gate admits, and an instance a gate holds back waits
   with the gate's wait reason.
-- A CapacityGate counts slots. The dispatcher claims per resource group, in one
-  transaction; in it each capacity gate `hold()`s: locks the rows that count its
-  capacity, counts what is in use and answers a Hold that admits the group's candidates
-  one by one in start order (START_ORDER). Gates hold in registration order and lock
+- A CapacityGate counts slots. The dispatcher claims in one transaction per pass; in it
+  each capacity gate `hold()`s: locks the rows that count its capacity, counts what is
+  in use and answers a Hold that admits candidates one by one in start order
+  (START_ORDER, across the resource groups). Gates hold in registration order and lock
   their rows by id, so every claim takes its locks in the same order: two dispatchers
   never deadlock, and never both see the same free slot.
 
@@ -34,9 +34,17 @@ from django.db.models import Q, QuerySet
 from .choices import WaitReason
 from .models import Instance
 
-# The order a group's candidates start in: higher priority first, then earlier
-# scheduled time (SPEC section 4), then id for a total order. ahead_q() says the same.
-START_ORDER = ("-priority", "scheduled_at", "id")
+# The order candidates start in: higher priority first, then earlier scheduled time
+# (SPEC section 4), then id for a total order. start_key() and ahead_q() say the same.
+# The priority is the dispatch priority: the instance's own, or what a baseline at risk
+# lends it, the greater (SPEC 7.3; Instance.dispatch_priority).
+START_ORDER = ("-dispatch_priority", "scheduled_at", "id")
+
+
+def start_key(row: dict) -> tuple:
+    """START_ORDER for a candidate row (with dispatch_priority, scheduled_at and id)."""
+    return (-row["dispatch_priority"], row["scheduled_at"], row["id"])
+
 
 # Wait reasons in the order a pending instance is shown with them (SPEC section 4).
 REASON_ORDER = [reason.value for reason in WaitReason]
@@ -44,11 +52,11 @@ REASON_ORDER = [reason.value for reason in WaitReason]
 
 def ahead_q(instance: Instance) -> Q:
     """Instances that START_ORDER puts before `instance`."""
-    p, s = instance.priority, instance.scheduled_at
+    p, s = instance.dispatch_priority, instance.scheduled_at
     return (
-        Q(priority__gt=p)
-        | Q(priority=p, scheduled_at__lt=s)
-        | Q(priority=p, scheduled_at=s, pk__lt=instance.pk)
+        Q(dispatch_priority__gt=p)
+        | Q(dispatch_priority=p, scheduled_at__lt=s)
+        | Q(dispatch_priority=p, scheduled_at=s, pk__lt=instance.pk)
     )
 
 
@@ -116,17 +124,21 @@ class Hold:
     """A capacity gate's say over one claim, made inside the claim's transaction after
     its rows were locked and its usage counted."""
 
-    # At most this many candidates may start (None: no bound from this gate).
-    limit: int | None = None
     # Candidates that cannot start at all in this claim (their capacity is full),
     # left out of what is read. A hold may widen it while it admits.
     exclude: Q | None = None
     # Whether judge()/take() must see each candidate; with the values named here
-    # (name -> field path or expression) read along with its id.
+    # (name -> field path or expression) read along with its id, resource_group_id,
+    # dispatch_priority and scheduled_at.
     judges: bool = False
     fields: dict[str, Any] = {}
 
+    def limit(self, group_id: int) -> int | None:
+        """At most this many of a group's candidates may start (None: no bound)."""
+        return None
+
     def judge(self, row: dict) -> Verdict:
+        """SKIP passes over this candidate; STOP ends its group's turn in this claim."""
         return Verdict.ADMIT
 
     def take(self, row: dict) -> None:
@@ -142,13 +154,13 @@ class CapacityGate(Gate):
     def hold(
         self,
         *,
-        group_id: int,
+        group_ids: list[int],
         candidates: QuerySet[Instance],
         now: datetime.datetime,
         prepared: Any,
     ) -> Hold | None:
-        """Lock, count and answer this gate's say over the claim of a resource group's
-        `candidates` (None: this gate has no say in it)."""
+        """Lock, count and answer this gate's say over a claim among `candidates` in
+        the resource groups `group_ids` (None: this gate has no say in it)."""
         return None
 
     def waiting(self, *, now: datetime.datetime) -> Q | None:

@@ -7,16 +7,18 @@ come, neither it nor its node is paused, and every admission gate lets it throug
 CPU/memory, the throttling rules that apply to it). Higher priority starts first, then
 earlier scheduled time (admission.START_ORDER).
 
-Claims are made per resource group, each in one transaction in which every capacity
-gate locks the rows that count its capacity (the group's row, the rules' rows) in one
-fixed order before counting, so two dispatchers never overfill a group or a rule; each
-instance moves pending -> queued by a conditional update, so two dispatchers never
-start one instance twice. Queued instances are handed to the group's django-q2 queue
-after the transaction commits.
+A pass claims in one transaction in which every capacity gate locks the rows that
+count its capacity (the groups' rows, then the rules' rows, each by id) before
+counting, so two dispatchers never overfill a group or a rule; the candidates of all
+groups are then taken in one start order, so a rule shared by several groups frees its
+slots to the highest priority first. Each instance moves pending -> queued by a
+conditional update, so two dispatchers never start one instance twice. Queued
+instances are handed to their group's django-q2 queue after the transaction commits.
 """
 
 import contextlib
 import datetime
+import heapq
 import logging
 import socket
 from collections.abc import Callable, Iterable
@@ -211,17 +213,9 @@ def tick(
         prepared = {
             gate.name: gate.prepare(due=due, now=now) for gate in admission.capacity_gates()
         }
-        for group_id, group_name in sorted(groups):
-            result.queued.extend(
-                _claim_in_group(
-                    group_id=group_id,
-                    group_name=group_name,
-                    due=due,
-                    now=now,
-                    prepared=prepared,
-                    enqueue=enqueue,
-                )
-            )
+        result.queued.extend(
+            _claim(groups=dict(groups), due=due, now=now, prepared=prepared, enqueue=enqueue)
+        )
 
     wait_reasons_refresh(scope=scope, now=now)
     if only_ids is None and not sweep:
@@ -271,102 +265,124 @@ def _skip_ready_dry_runs(*, scope: QuerySet[Instance], now: datetime.datetime) -
         scope = Instance.objects.filter(pk__in=list(children))
 
 
-def _claim_in_group(
+def _claim(
     *,
-    group_id: int,
-    group_name: str,
+    groups: dict[int, str],
     due: QuerySet[Instance],
     now: datetime.datetime,
     prepared: dict,
     enqueue: Enqueue,
 ) -> list[int]:
+    """Claim what may start among `due`, in the resource groups `groups` (id -> name)."""
+    group_ids = sorted(groups)
     with transaction.atomic():
-        candidates = due.filter(resource_group_id=group_id)
         holds = []
         # Each gate locks its rows in turn, in registration order: the same order in
         # every claim of every dispatcher.
         for gate in admission.capacity_gates():
             hold = gate.hold(
-                group_id=group_id, candidates=candidates, now=now, prepared=prepared[gate.name]
+                group_ids=group_ids, candidates=due, now=now, prepared=prepared[gate.name]
             )
-            if hold is None:
-                continue
-            if hold.limit is not None and hold.limit <= 0:
-                return []
-            holds.append(hold)
-        chosen = choose(candidates=candidates, holds=holds)
+            if hold is not None:
+                holds.append(hold)
+        chosen = choose(candidates=due, group_ids=group_ids, holds=holds)
         if not chosen:
             return []
         # Lock the chosen rows, passing over any an operator is changing right now; the
         # conditional update then moves exactly these to queued.
-        locked = list(
+        locked = set(
             Instance.objects.select_for_update(skip_locked=True)
-            .filter(pk__in=chosen, state=InstanceState.PENDING)
+            .filter(pk__in=[row["id"] for row in chosen], state=InstanceState.PENDING)
             .values_list("id", flat=True)
         )
-        states.instances_queue(ids=locked, now=now)
-        if locked:
-            transaction.on_commit(lambda: enqueue(group_name, locked))
-        return locked
+        states.instances_queue(ids=sorted(locked), now=now)
+        by_group: dict[int, list[int]] = {}
+        for row in chosen:
+            if row["id"] in locked:
+                by_group.setdefault(row["resource_group_id"], []).append(row["id"])
+        for group_id, ids in by_group.items():
+            transaction.on_commit(lambda name=groups[group_id], ids=ids: enqueue(name, ids))
+        return [row["id"] for row in chosen if row["id"] in locked]
 
 
-# Candidates a claim reads at a time while holds judge them one by one, per slot it may
-# fill (a candidate that a rule or capacity turns down takes no slot), and how many such
-# reads one claim makes at most.
+# Candidates a group's read takes at a time while holds judge them one by one, per slot
+# it may fill (a candidate that a rule or capacity turns down takes no slot), and how
+# many such reads one group gets per claim.
 CHUNK_PER_SLOT = 4
 MAX_CHUNKS = 8
+# What every candidate row carries: its id, its group, and its place in START_ORDER.
+ROW_FIELDS = ("id", "resource_group_id", "dispatch_priority", "scheduled_at")
 
 
-def choose(*, candidates: QuerySet[Instance], holds: list[admission.Hold]) -> list[int]:
-    """The candidates to start, in start order, as far as every hold admits them.
+def choose(
+    *, candidates: QuerySet[Instance], group_ids: list[int], holds: list[admission.Hold]
+) -> list[dict]:
+    """The candidates to start (rows of ROW_FIELDS), in start order across the groups,
+    as far as every hold admits them.
 
-    Without a hold that judges candidates one by one, the first `limit` ones in start
-    order are all there is to it (one read along instance_pending_group_idx). Otherwise
-    candidates are read a chunk at a time and each is judged by every hold: one that
-    some hold SKIPs is passed over (a full throttling rule holds back only its own);
-    one that some hold STOPs ends the claim (it keeps its place: a big instance is not
-    starved by smaller ones behind it)."""
-    limit = min((h.limit for h in holds if h.limit is not None), default=None)
-    ordered = candidates.order_by(*admission.START_ORDER)
+    Each group's candidates are read in start order (along instance_pending_group_idx),
+    the first `limit` of them when no hold judges rows one by one, else a chunk at a
+    time, and the groups' reads are merged lazily into one start order. Each candidate
+    is judged by every hold: one that some hold SKIPs is passed over (a full throttling
+    rule holds back only its own); one that some hold STOPs ends its group's turn (it
+    keeps its place: a big instance is not starved by smaller ones behind it)."""
     judging = [h for h in holds if h.judges]
-    if not judging:
-        for hold in holds:
-            if hold.exclude is not None:
-                ordered = ordered.exclude(hold.exclude)
-        ids = ordered.values_list("id", flat=True)
-        return list(ids[:limit] if limit is not None else ids)
-    names, expressions = {"id"}, {}
+    names, expressions = set(ROW_FIELDS), {}
     for hold in judging:
         for name, value in hold.fields.items():
             if value == name:
                 names.add(name)
             else:
                 expressions[name] = F(value) if isinstance(value, str) else value
-    chunk = max((limit or 0) * CHUNK_PER_SLOT, 16)
-    chosen: list[int] = []
-    seen: list[int] = []
-    for _ in range(MAX_CHUNKS):
-        page = ordered
-        for hold in holds:
-            if hold.exclude is not None:
-                page = page.exclude(hold.exclude)
-        if seen:
-            page = page.exclude(pk__in=seen)
-        rows = list(page.values(*sorted(names), **expressions)[:chunk])
-        for row in rows:
-            verdicts = {hold.judge(row) for hold in judging}
-            if admission.Verdict.SKIP in verdicts:
-                continue
-            if admission.Verdict.STOP in verdicts:
-                return chosen
-            for hold in judging:
-                hold.take(row)
-            chosen.append(row["id"])
-            if limit is not None and len(chosen) >= limit:
-                return chosen
-        if len(rows) < chunk:
-            return chosen
-        seen.extend(row["id"] for row in rows)
+    limits = {}
+    for group_id in group_ids:
+        bounds = [h.limit(group_id) for h in holds]
+        bounds = [b for b in bounds if b is not None]
+        limits[group_id] = min(bounds) if bounds else None
+    done: set[int] = {g for g, limit in limits.items() if limit is not None and limit <= 0}
+    ordered = candidates.order_by(*admission.START_ORDER)
+
+    def rows_of(group_id: int):
+        limit = limits[group_id]
+        chunk = limit if not judging else max((limit or 0) * CHUNK_PER_SLOT, 16)
+        seen: list[int] = []
+        for _ in range(MAX_CHUNKS if judging else 1):
+            if group_id in done:
+                return
+            page = ordered.filter(resource_group_id=group_id)
+            for hold in holds:
+                if hold.exclude is not None:
+                    page = page.exclude(hold.exclude)
+            if seen:
+                page = page.exclude(pk__in=seen)
+            page = page.values(*sorted(names), **expressions)
+            rows = list(page[:chunk] if chunk is not None else page)
+            yield from rows
+            if chunk is None or len(rows) < chunk:
+                return
+            seen.extend(row["id"] for row in rows)
+
+    streams = [rows_of(g) for g in group_ids if g not in done]
+    chosen: list[dict] = []
+    taken: dict[int, int] = dict.fromkeys(group_ids, 0)
+    for row in heapq.merge(*streams, key=admission.start_key):
+        group_id = row["resource_group_id"]
+        if group_id in done:
+            continue
+        verdicts = {hold.judge(row) for hold in judging}
+        if admission.Verdict.SKIP in verdicts:
+            continue
+        if admission.Verdict.STOP in verdicts:
+            done.add(group_id)
+            continue
+        for hold in judging:
+            hold.take(row)
+        chosen.append(row)
+        taken[group_id] += 1
+        if limits[group_id] is not None and taken[group_id] >= limits[group_id]:
+            done.add(group_id)
+        if len(done) == len(group_ids):
+            break
     return chosen
 
 
@@ -396,9 +412,17 @@ def wait_reasons_refresh(*, scope: QuerySet[Instance], now: datetime.datetime) -
             due = due.exclude(waiting)
     updates.append((due, WaitReason.WAITING_RESOURCES))
     for queryset, reason in updates:
-        Instance.objects.filter(pk__in=queryset.exclude(wait_reason=reason).values("pk")).update(
-            wait_reason=reason
+        # Rows another transaction holds (a claim, another dispatcher's refresh) are
+        # passed over, not waited for: two passes updating the same rows in different
+        # orders would deadlock, and the next pass explains what this one skipped.
+        changing = (
+            queryset.exclude(wait_reason=reason)
+            .order_by()
+            .select_for_update(skip_locked=True, of=("self",))
+            .values("pk")
         )
+        with transaction.atomic():
+            Instance.objects.filter(pk__in=changing).update(wait_reason=reason)
 
 
 # --- lost tasks ------------------------------------------------------------------------
