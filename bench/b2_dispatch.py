@@ -172,7 +172,7 @@ def baseline_run(project, nodes, *, threads: int) -> float:
     claim = (
         "UPDATE instances_instance SET state = 'queued', queued_at = %s WHERE id = ("
         "SELECT id FROM instances_instance WHERE resource_group_id = %s AND state = 'pending' "
-        f"ORDER BY priority DESC, scheduled_at, id LIMIT 1{lock}) RETURNING id"
+        f"ORDER BY dispatch_priority DESC, scheduled_at, id LIMIT 1{lock}) RETURNING id"
     )
     groups = sorted({node.resource_group_id for node in nodes})
     errors: list[BaseException] = []

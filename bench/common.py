@@ -154,6 +154,8 @@ def defaults(table: str, columns: Sequence[str]) -> list[tuple[str, object]]:
         for field in model._meta.concrete_fields
         if field.column not in columns
         and not field.primary_key
+        # A generated column is the database's to write.
+        and not field.generated
         and not field.null
         and (value := field.get_default()) is not None
     ]

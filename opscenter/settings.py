@@ -70,6 +70,7 @@ INSTALLED_APPS = [
     "apps.realtime",
     "apps.audit",
     "apps.monitoring",
+    "apps.baselines",
     "apps.notifications",
     "apps.demo",
 ]

@@ -592,7 +592,7 @@ def backfill_stop(*, backfill: Backfill, by, source: str) -> Backfill:
         if groups:
             waiting = Instance.objects.filter(
                 resource_group_id__in=groups, state=InstanceState.PENDING
-            ).order_by("-priority", "scheduled_at", "id")
+            ).order_by("-dispatch_priority", "scheduled_at", "id")
             tick_on_commit(waiting.values_list("pk", flat=True)[:500])
         return {
             "from_state": previous,

@@ -2,8 +2,8 @@ import datetime
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
-from django.db.models.functions import Coalesce
+from django.db.models import Q, Value
+from django.db.models.functions import Coalesce, Greatest
 
 from apps.nodes.choices import Env
 
@@ -41,6 +41,27 @@ class Instance(models.Model):
     # and time. Cleared when the instance starts.
     run_now = models.BooleanField(default=False)
     priority = models.PositiveSmallIntegerField(default=3)
+    # While a baseline's cycle is at risk (SPEC 7.3), the baseline lends its priority to
+    # the unfinished instances on the cycle's path: what it lends and which baseline.
+    lent_priority = models.PositiveSmallIntegerField(null=True, blank=True)
+    lent_by = models.ForeignKey(
+        "baselines.Baseline",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        db_index=False,  # instance_lent_idx: only the few lent instances are indexed
+    )
+    # The priority it is dispatched at: its own or the lent one, the greater. Kept by the
+    # database (a stored generated column), so every way an instance is written agrees.
+    dispatch_priority = models.GeneratedField(
+        expression=Greatest(
+            "priority",
+            Coalesce("lent_priority", Value(0), output_field=models.PositiveSmallIntegerField()),
+        ),
+        output_field=models.PositiveSmallIntegerField(),
+        db_persist=True,
+    )
     resource_group = models.ForeignKey(
         "configuration.ResourceGroup", on_delete=models.PROTECT, related_name="+"
     )
@@ -109,7 +130,7 @@ class Instance(models.Model):
             ),
             # The dispatcher's claim: a group's pending instances in start order.
             models.Index(
-                fields=["resource_group", "-priority", "scheduled_at", "id"],
+                fields=["resource_group", "-dispatch_priority", "scheduled_at", "id"],
                 condition=Q(state="pending"),
                 name="instance_pending_group_idx",
             ),
@@ -117,6 +138,12 @@ class Instance(models.Model):
                 fields=["resource_group"],
                 condition=Q(state__in=["queued", "running"]),
                 name="instance_active_group_idx",
+            ),
+            # The instances a baseline lends its priority to (few at any time).
+            models.Index(
+                fields=["lent_by"],
+                condition=Q(lent_by__isnull=False),
+                name="instance_lent_idx",
             ),
         ]
         ordering = ["-scheduled_at", "-id"]

@@ -318,7 +318,7 @@ def instance_stop(*, instance: Instance, by, source: str) -> Instance:
                 resource_group_id=instance.resource_group_id,
                 state=InstanceState.PENDING,
                 wait_reason=WaitReason.WAITING_RESOURCES,
-            ).order_by("-priority", "scheduled_at", "id")
+            ).order_by("-dispatch_priority", "scheduled_at", "id")
             tick_on_commit(waiting.values_list("pk", flat=True)[:CHUNK])
         return {"from_state": previous}
 
