@@ -71,6 +71,7 @@ INSTALLED_APPS = [
     "apps.audit",
     "apps.monitoring",
     "apps.baselines",
+    "apps.quality",
     "apps.notifications",
     "apps.demo",
 ]

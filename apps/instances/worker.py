@@ -3,7 +3,9 @@
 A worker claims its instance (queued -> running, new attempt), builds the attempt's
 request from the instance's node version (never the live node), runs it through the
 executors, streams the log into the database while it runs, heartbeats, and notices
-when an operator stops the instance. When it finishes, the instance's ready children
+when an operator stops the instance. A command that succeeded passes the registered
+checks (apps.instances.checks: data quality rules) before the attempt is recorded, so a
+failing one holds the children back. When it finishes, the instance's ready children
 are dispatched at once rather than at the next periodic pass, and one of its own
 resource group is run by the same worker straight away (see run_attempt). Virtual
 instances, which run nothing, are run in batches in one transaction (run_instances).
@@ -34,10 +36,10 @@ from apps.core import clock
 from apps.nodes.specs import NodeSpec
 from apps.projects.models import Datasource, Variable
 
-from . import admission, dispatcher, states
+from . import admission, checks, dispatcher, states
 from .choices import AttemptState, InstanceState
-from .executors import RunAsRefused, RunRequest, execute, run_as
-from .executors.process import note
+from .executors import RunAsRefused, RunRequest, RunResult, execute, run_as
+from .executors.process import Command, note, run_command
 from .models import Attempt, AttemptLogChunk, Instance, InstanceDependency
 from .params import ParamContext, UnknownParameter, render, render_value
 
@@ -537,23 +539,93 @@ def _execute_in_workdir(
         except (UnknownParameter, ConfigurationError, RunAsRefused) as exc:
             log.line(f"cannot run: {exc}")
             return states.AttemptOutcome(outcome="failed", reason=str(exc), retryable=False)
-        return _execute(request, attempt, log)
+        outcome = _execute(request, attempt, log)
+        if outcome.outcome == "succeeded" and checks.registered():
+            outcome = _after_success(instance, attempt, runtime, log, workdir, outcome)
+        return outcome
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _after_success(
+    instance: Instance,
+    attempt: Attempt,
+    runtime: Runtime,
+    log: AttemptLog,
+    workdir: Path,
+    outcome: states.AttemptOutcome,
+) -> states.AttemptOutcome:
+    """The registered checks (apps.instances.checks) of a command that succeeded, before
+    the attempt is recorded: a failing one fails the attempt, so no child is released.
+    What they run is held to what is left of the attempt's timeout, and stops with it."""
+    watch = AttemptWatch(attempt, log)
+    rendering: list[ParamContext] = []
+
+    def render_text(text: str) -> str:
+        if not rendering:
+            rendering.append(_param_context(instance))
+        return render(text, rendering[0])
+
+    def run(command: Command, output: Callable[[str], None]) -> RunResult:
+        left = None
+        if runtime.timeout:
+            spent = (clock.now() - attempt.started_at).total_seconds()
+            left = max(runtime.timeout - spent, 0.001)
+        return run_command(
+            command,
+            timeout_seconds=left,
+            timeout_kills=runtime.timeout_action != TimeoutAction.ALERT_ONLY,
+            log=output,
+            tick=watch,
+            on_start=lambda pid: _record_pid(attempt, pid),
+            user=run_as(),
+            tag=f"attempt-{attempt.pk}",
+        )
+
+    failure = checks.run_checks(
+        checks.CheckContext(
+            instance=instance,
+            attempt=attempt,
+            workdir=workdir,
+            line=log.line,
+            write=log.write,
+            render=render_text,
+            run=run,
+        )
+    )
+    if failure is None:
+        return outcome
+    reason = failure.reason
+    if failure.outcome == "stopped" and watch.stop_reason:
+        reason = watch.stop_reason
+    return states.AttemptOutcome(
+        outcome=failure.outcome,
+        exit_code=outcome.exit_code,
+        cpu_seconds=outcome.cpu_seconds,
+        peak_memory_mb=outcome.peak_memory_mb,
+        reason=reason,
+        retryable=failure.retryable,
+        killed_for=failure.killed_for,
+    )
+
+
+def _record_pid(attempt: Attempt, pid: int) -> None:
+    try:
+        Attempt.objects.filter(pk=attempt.pk).update(pid=pid)
+    except DATABASE_AWAY:  # the pid only speeds up the reaper; the command goes on
+        _reconnect()
 
 
 def _execute(request: RunRequest, attempt: Attempt, log: AttemptLog) -> states.AttemptOutcome:
     watch = AttemptWatch(attempt, log)
 
-    def on_start(pid: int) -> None:
-        try:
-            Attempt.objects.filter(pk=attempt.pk).update(pid=pid)
-        except DATABASE_AWAY:  # the pid only speeds up the reaper; the command goes on
-            _reconnect()
-
     try:
         result = execute(
-            request, log=log.write, tick=watch, on_start=on_start, tag=f"attempt-{attempt.pk}"
+            request,
+            log=log.write,
+            tick=watch,
+            on_start=lambda pid: _record_pid(attempt, pid),
+            tag=f"attempt-{attempt.pk}",
         )
     except Exception as exc:  # an executor bug must not leave the instance running
         logger.exception("executor failed for attempt %s", attempt.pk)

@@ -365,6 +365,19 @@ def _repeat(alert: Alert, hit: Hit, context: _RuleContext, *, now: datetime.date
         )
 
 
+def alert_announce(alert: Alert, *, event: str, what: str, now: datetime.datetime) -> None:
+    """Send an alert a feature raised itself (a field rule's) to the people and channels
+    it keeps: `event` is fired, repeated or resolved."""
+    _send(
+        alert,
+        event=event,
+        what=what,
+        usernames=alert.recipients,
+        channel_ids=alert.channel_ids,
+        now=now,
+    )
+
+
 # --- resolving by itself, escalation --------------------------------------------------
 
 
@@ -380,6 +393,9 @@ def alerts_resolve_for_instances(why: dict[int, str], *, now: datetime.datetime)
         alerts = list(
             Alert.objects.select_for_update(of=("self",))
             .filter(instance_id__in=ids, state__in=OPEN_STATES)
+            # A field rule's warning is raised on an attempt that succeeds: it resolves
+            # when the rule passes again (apps.quality.alerts), not with the success.
+            .exclude(source=AlertSource.FIELD)
             .select_related("project", "rule")
         )
         for alert in alerts:

@@ -14,6 +14,7 @@ from typing import Any
 import psycopg.conninfo
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
+from django.db.models import ProtectedError, RestrictedError
 
 from apps.audit.services import operation_record
 from apps.core.errors import Conflict, NotFound, ValidationFailed
@@ -559,7 +560,15 @@ def datasource_delete(*, datasource: Datasource, user, source: str = "api") -> N
             project=datasource.project,
             detail=_datasource_detail(datasource, False),
         )
-        datasource.delete()
+        try:
+            datasource.delete()
+        except (ProtectedError, RestrictedError) as exc:
+            # Another feature's objects read it (field rules): they go first.
+            users = sorted({str(obj) for obj in exc.args[1]})[:20]
+            raise Conflict(
+                f"datasource {datasource.name!r} is used by: {', '.join(users)}",
+                [{"field": "name", "message": f"used by {name}"} for name in users],
+            ) from exc
 
 
 # --- variables -------------------------------------------------------------------------

@@ -29,6 +29,7 @@ __all__ = [
     "RunAsRefused",
     "execute",
     "run_as",
+    "runner_command",
 ]
 
 # The project root, so `python -m apps.instances.executors.<runner>` imports from any cwd.
@@ -83,12 +84,17 @@ def execute(
     )
 
 
-def _environment(request: RunRequest, **extra: str) -> dict[str, str]:
-    env = {
+def _worker_environ() -> dict[str, str]:
+    """This process's environment without its secrets."""
+    return {
         name: value
         for name, value in os.environ.items()
         if name not in _SECRET_EXACT and not _SECRET_NAME.search(name)
     }
+
+
+def _environment(request: RunRequest, **extra: str) -> dict[str, str]:
+    env = _worker_environ()
     env.update(extra)
     env.update({str(k): str(v) for k, v in request.env.items()})
     return env
@@ -117,12 +123,25 @@ def _python(request: RunRequest) -> Command:
 
 
 def _runner(request: RunRequest, module: str, payload: dict) -> Command:
-    request.workdir.mkdir(parents=True, exist_ok=True)
-    env = _environment(request, PYTHONUNBUFFERED="1")
-    # After request.env: the runner must import from here whatever the node sets.
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_PROJECT_ROOT), env.get("PYTHONPATH")]))
-    argv = [sys.executable, "-u", "-m", f"apps.instances.executors.{module}"]
-    return Command(argv, request.workdir, env, stdin=json.dumps(payload).encode())
+    return runner_command(
+        f"apps.instances.executors.{module}", payload, workdir=request.workdir, env=request.env
+    )
+
+
+def runner_command(module: str, payload: dict, *, workdir: Path, env: dict[str, str]) -> Command:
+    """`python -m module` of this project in `workdir`, with `payload` as JSON on its stdin
+    (the only place a datasource password travels) and the worker's environment without
+    its secrets, plus `env`."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    environment = _worker_environ()
+    environment["PYTHONUNBUFFERED"] = "1"
+    environment.update({str(k): str(v) for k, v in env.items()})
+    # After `env`: the runner must import from here whatever the node sets.
+    environment["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [str(_PROJECT_ROOT), environment.get("PYTHONPATH")])
+    )
+    argv = [sys.executable, "-u", "-m", module]
+    return Command(argv, workdir, environment, stdin=json.dumps(payload).encode())
 
 
 def _sql(request: RunRequest) -> Command:
