@@ -273,6 +273,8 @@ def _add_routers() -> None:
     api.add_router("/alerts", "apps.monitoring.api_alerts.router")
     api.add_router("/channels", "apps.notifications.api.channels_router")
     api.add_router("/notifications", "apps.notifications.api.deliveries_router")
+    api.add_router("/resource-groups", "apps.configuration.api_capacity.groups_router")
+    api.add_router("/throttle-rules", "apps.configuration.api_capacity.rules_router")
     api.add_router("/runtime-config", "apps.configuration.runtime_api.router")
     api.add_router("/resources", "apps.monitoring.resources_api.router")
 

@@ -16,5 +16,6 @@ urlpatterns = [
     path("notifications/", include("apps.notifications.urls")),
     path("alerts/", include("apps.monitoring.alert_urls")),
     path("configuration/runtime/", include("apps.configuration.runtime_urls")),
+    path("configuration/", include("apps.configuration.capacity_urls")),
     path("resources/", include("apps.monitoring.resources_urls")),
 ]

@@ -38,6 +38,7 @@ NAV_ITEMS = [
     ("Backfill", "backfills:list"),
     ("Alerts", "alerts:list", "alerts/_nav_badge.html"),
     ("Monitoring", "monitoring:index"),
+    ("Configuration", "configuration:resource_groups"),
     ("Resources", "resources:index"),
 ]
 
