@@ -15,8 +15,17 @@ from django.conf import settings
 
 BASE_DIR = Path(settings.BASE_DIR)
 ENV_EXAMPLE = BASE_DIR / "deploy" / "production.env.example"
-# What the test process's own environment must not lend the subprocesses.
-OWN_VARIABLES = ("DEBUG", "SECRET_KEY", "ALLOWED_HOSTS", "DATABASE_URL", "REDIS_URL", "X_FRAME_")
+# What the test process's own environment must not lend the subprocesses (the browser
+# tests set DJANGO_ALLOW_ASYNC_UNSAFE, which a deployment must not).
+OWN_VARIABLES = (
+    "DEBUG",
+    "SECRET_KEY",
+    "ALLOWED_HOSTS",
+    "DATABASE_URL",
+    "REDIS_URL",
+    "X_FRAME_",
+    "DJANGO_ALLOW_ASYNC_UNSAFE",
+)
 OWN_PREFIXES = ("SECURE_", "SESSION_", "CSRF_", "OPSCENTER_")
 SHOWN = [
     "DEBUG",
