@@ -18,4 +18,5 @@ urlpatterns = [
     path("configuration/runtime/", include("apps.configuration.runtime_urls")),
     path("configuration/", include("apps.configuration.capacity_urls")),
     path("resources/", include("apps.monitoring.resources_urls")),
+    path("quality/", include("apps.quality.urls")),
 ]

@@ -16,6 +16,7 @@ import math
 import re
 
 import sqlparse
+from sqlparse.tokens import Punctuation
 
 from .choices import FIELD_METRICS, Compare, Metric, Operator
 
@@ -72,9 +73,21 @@ def split_statements(sql: str) -> list[str]:
 
 
 def where_error(where: str) -> str | None:
-    """Why `where` is not one filter expression, or None."""
-    if len(split_statements(f"SELECT 1 WHERE ({where}\n)")) != 1:
-        return "one filter expression: no semicolons between statements"
+    """Why `where` is not one filter expression, or None: outside its string literals,
+    quoted names and comments it has no semicolon and its parentheses balance (so it
+    stays inside the parentheses it is put in)."""
+    depth = 0
+    for statement in sqlparse.parse(where):
+        for token in statement.flatten():
+            if token.ttype not in Punctuation:
+                continue
+            if token.value == ";":
+                return "one filter expression: no semicolon"
+            depth += {"(": 1, ")": -1}.get(token.value, 0)
+            if depth < 0:
+                return "a ')' closes nothing: parentheses must balance"
+    if depth:
+        return "a '(' is not closed: parentheses must balance"
     return None
 
 

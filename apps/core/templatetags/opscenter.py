@@ -26,6 +26,8 @@ BADGE_CHOICES = {
     "token": "apps.accounts.choices.TokenState",
     "runtime_level": "apps.configuration.choices.RuntimeLevel",
     "resource_flag": "apps.monitoring.resources.ResourceFlag",
+    "rule_severity": "apps.quality.choices.RuleSeverity",
+    "check": "apps.quality.choices.CheckStatus",
 }
 
 # The main navigation. An entry shows once its page exists (its URL name resolves), so
@@ -40,6 +42,7 @@ NAV_ITEMS = [
     ("Monitoring", "monitoring:index"),
     ("Configuration", "configuration:resource_groups"),
     ("Resources", "resources:index"),
+    ("Quality", "quality:rules"),
 ]
 
 
