@@ -95,7 +95,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scale", default="full", choices=["tiny", "small", "full"])
     parser.add_argument("--json", help="also write the rows to this file")
     args = parser.parse_args(argv)
-    chosen = [w.strip().upper() for w in args.only.split(",") if w.strip()] or list(WORKLOADS)
+    # Ids as written or in any case (B2t, b2t, B2T).
+    by_upper = {name.upper(): name for name in WORKLOADS}
+    asked = [w.strip() for w in args.only.split(",") if w.strip()]
+    chosen = [by_upper.get(w.upper(), w) for w in asked] or list(WORKLOADS)
     unknown = [w for w in chosen if w not in WORKLOADS]
     if unknown:
         parser.error(f"unknown workload {', '.join(unknown)}; known: {', '.join(WORKLOADS)}")

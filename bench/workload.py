@@ -10,6 +10,7 @@ import sys
 WORKLOADS = {
     "B1": "bench.b1_generation",
     "B2": "bench.b2_dispatch",
+    "B2t": "bench.b2t_throttled",
     "B3": "bench.b3_chain",
     "B4": "bench.b4_instance_list",
     "B5": "bench.b5_overview",
