@@ -271,6 +271,7 @@ def _add_routers() -> None:
     api.add_router("/monitor-rules", "apps.monitoring.api_rules.rules_router")
     api.add_router("/on-call", "apps.monitoring.api_rules.on_call_router")
     api.add_router("/alerts", "apps.monitoring.api_alerts.router")
+    api.add_router("/baselines", "apps.baselines.api.router")
     api.add_router("/channels", "apps.notifications.api.channels_router")
     api.add_router("/notifications", "apps.notifications.api.deliveries_router")
     api.add_router("/resource-groups", "apps.configuration.api_capacity.groups_router")

@@ -15,6 +15,7 @@ urlpatterns = [
     path("backfills/", include("apps.backfills.urls")),
     path("notifications/", include("apps.notifications.urls")),
     path("alerts/", include("apps.monitoring.alert_urls")),
+    path("baselines/", include("apps.baselines.urls")),
     path("configuration/runtime/", include("apps.configuration.runtime_urls")),
     path("configuration/", include("apps.configuration.capacity_urls")),
     path("resources/", include("apps.monitoring.resources_urls")),

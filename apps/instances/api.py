@@ -44,6 +44,7 @@ class InstanceQuery(Schema):
     owner: str = ""
     resource_group: str = ""
     backfill: str = ""
+    baseline: str = Field("", description="any, or a baseline's id: instances on its path today")
     limit: int | None = None
     cursor: str | None = None
 

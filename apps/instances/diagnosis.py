@@ -148,6 +148,8 @@ def diagnose(instance: Instance, *, now: datetime.datetime | None = None, viewer
         for gate in admission.by_reason(admission.capacity_gates()):
             result.blockers.extend(gate.explain(instance, explaining))
 
+    if instance.lent_priority:
+        result.notes.append(_lent(instance))
     result.ready = not result.blockers
     if result.ready:
         result.summary = (
@@ -158,6 +160,25 @@ def diagnose(instance: Instance, *, now: datetime.datetime | None = None, viewer
     else:
         result.summary = "waiting: " + "; ".join(b.message for b in result.blockers)
     return result
+
+
+def _lent(instance: Instance) -> Note:
+    """A baseline at risk lends the instance its priority (SPEC 7.3): it starts before
+    what its own priority would let it."""
+    lender = instance.lent_by
+    name = lender.name if lender else "a baseline"
+    return Note(
+        kind="lent_priority",
+        message=f"dispatched at priority {max(instance.priority, instance.lent_priority)} "
+        f"(its own is {instance.priority}): baseline {name} lends it "
+        f"{instance.lent_priority} while its cycle is at risk",
+        detail={
+            "priority": instance.priority,
+            "lent_priority": instance.lent_priority,
+            "lent_by": instance.lent_by_id,
+            "lent_by_name": lender.name if lender else None,
+        },
+    )
 
 
 def _visible_project_ids(viewer) -> set[int] | None:

@@ -26,6 +26,11 @@ class InstanceOut(Schema):
     paused: bool
     forced: bool
     priority: int
+    lent_priority: int | None = Field(
+        description="the priority a baseline at risk lends it (SPEC 7.3); it is dispatched "
+        "at the greater of this and its own priority"
+    )
+    lent_by: int | None = Field(description="the baseline lending it its priority")
     resource_group: str
     started_at: IsoDateTime | None
     finished_at: IsoDateTime | None
@@ -46,6 +51,10 @@ class InstanceOut(Schema):
     @staticmethod
     def resolve_version(obj) -> int:
         return obj.version.number
+
+    @staticmethod
+    def resolve_lent_by(obj) -> int | None:
+        return obj.lent_by_id
 
     @staticmethod
     def resolve_resource_group(obj) -> str:

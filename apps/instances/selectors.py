@@ -2,6 +2,7 @@
 
 import datetime
 import zoneinfo
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 
 from django.db.models import QuerySet
@@ -41,10 +42,17 @@ class InstanceFilters:
     owner: str = ""
     resource_group: str = ""
     backfill: str = ""
+    # any, or a baseline's id: the instances on today's path of a baseline (apps.baselines)
+    baseline: str = ""
 
     @classmethod
     def from_query(cls, query) -> "InstanceFilters":
         return cls(**{f.name: (query.get(f.name) or "").strip() for f in fields(cls)})
+
+
+# Filters other apps provide: name -> apply(queryset, value) -> queryset, raising
+# ValidationFailed for a value it does not take (apps.baselines registers `baseline`).
+FILTER_PROVIDERS: dict[str, Callable] = {}
 
 
 def _refuse(field: str, message: str):
@@ -90,6 +98,10 @@ def instance_filter(queryset: QuerySet[Instance], filters: InstanceFilters) -> Q
             queryset = queryset.filter(backfill_id=int(filters.backfill))
         else:
             _refuse("backfill", "true, false or a backfill run's id")
+    if filters.baseline:
+        if "baseline" not in FILTER_PROVIDERS:
+            _refuse("baseline", "baselines are not installed")
+        queryset = FILTER_PROVIDERS["baseline"](queryset, filters.baseline)
     return queryset
 
 
@@ -147,6 +159,8 @@ ROW_FIELDS = (
     "forced",
     "dry_run",
     "priority",
+    "lent_priority",
+    "lent_by_id",
     "resource_group__name",
     "attempt_count",
     "started_at",
@@ -176,6 +190,8 @@ class InstanceRow:
     forced: bool
     dry_run: bool
     priority: int
+    lent_priority: int | None
+    lent_by: int | None
     resource_group: str
     attempt_count: int
     started_at: datetime.datetime | None
@@ -201,6 +217,8 @@ class InstanceRow:
             forced=v["forced"],
             dry_run=v["dry_run"],
             priority=v["priority"],
+            lent_priority=v["lent_priority"],
+            lent_by=v["lent_by_id"],
             resource_group=v["resource_group__name"],
             attempt_count=v["attempt_count"],
             started_at=v["started_at"] and v["started_at"].astimezone(tz),
@@ -227,6 +245,8 @@ class InstanceRow:
             "paused": self.paused,
             "forced": self.forced,
             "priority": self.priority,
+            "lent_priority": self.lent_priority,
+            "lent_by": self.lent_by,
             "resource_group": self.resource_group,
             "started_at": self.started_at and self.started_at.isoformat(),
             "finished_at": self.finished_at and self.finished_at.isoformat(),

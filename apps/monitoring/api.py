@@ -3,7 +3,7 @@
 import datetime
 import zoneinfo
 
-from ninja import Router, Schema
+from ninja import Field, Router, Schema
 
 from apps.core.schemas import errors
 from apps.projects.selectors import project_get
@@ -92,6 +92,18 @@ class AlertRankOut(Schema):
     last_at: datetime.datetime | None
 
 
+class BaselineAtRiskOut(Schema):
+    id: int = Field(description="the baseline's id")
+    name: str
+    project: str
+    biz_date: datetime.date
+    hour: int | None
+    status: str = Field(description="warning | broken")
+    committed_at: datetime.datetime
+    predicted_finish: datetime.datetime | None = Field(description="null while blocked")
+    blocked: bool
+
+
 class OverviewOut(Schema):
     generated_at: datetime.datetime
     projects: list[str]
@@ -106,6 +118,9 @@ class OverviewOut(Schema):
     open_alerts: OpenAlertsOut
     alert_ranking: list[AlertRankOut]
     alerts_since: datetime.datetime | None
+    baselines_at_risk: list[BaselineAtRiskOut] = Field(
+        default_factory=list, description="open baseline cycles in warning or broken"
+    )
 
 
 def overview_out(overview: Overview) -> dict:
@@ -178,6 +193,15 @@ def overview_out(overview: Overview) -> dict:
             for i in overview.waiting_longest
         ],
         **_alerts_out(overview),
+        "baselines_at_risk": [
+            {
+                **row,
+                "committed_at": row["committed_at"].astimezone(zoneinfo.ZoneInfo(row["timezone"])),
+                "predicted_finish": row["predicted_finish"]
+                and row["predicted_finish"].astimezone(zoneinfo.ZoneInfo(row["timezone"])),
+            }
+            for row in overview.extras.get("baselines_at_risk", [])
+        ],
     }
 
 

@@ -7,7 +7,9 @@ rows the first holds), and a monitor that dies mid-batch loses nothing (its tran
 rolls back and the events are claimed again)."""
 
 import datetime
+import logging
 from collections import defaultdict
+from collections.abc import Callable
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -22,6 +24,18 @@ from .models import MonitorRule
 
 S = InstanceState
 BATCH = 500
+logger = logging.getLogger(__name__)
+
+# Other apps react to state changes too (apps.baselines recomputes at once the cycles an
+# instance is on): each hook(events, now=...) is given every batch, inside the batch's
+# transaction, before the rules. A hook that fails is logged and undone alone: alerting
+# goes on (its app's own pass catches up).
+EVENT_HOOKS: list[Callable[..., None]] = []
+
+
+def event_hook_register(hook: Callable[..., None]) -> None:
+    if hook not in EVENT_HOOKS:
+        EVENT_HOOKS.append(hook)
 
 
 def rules_with(triggers) -> list[MonitorRule]:
@@ -154,6 +168,12 @@ def events_prune(*, now: datetime.datetime, limit: int = 50_000) -> int:
 
 
 def _handle(events: list[dict], *, now: datetime.datetime) -> None:
+    for hook in EVENT_HOOKS:
+        try:
+            with transaction.atomic():
+                hook(events, now=now)
+        except Exception:
+            logger.exception("instance event hook %s failed", getattr(hook, "__name__", hook))
     interesting = [e for e in events if _triggers_of(e)]
     if not interesting:
         return

@@ -15,6 +15,7 @@ last `days` days per node.
 """
 
 import datetime
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from django.db.models import (
@@ -38,6 +39,10 @@ from apps.projects.selectors import projects_visible_to
 
 from .choices import OPEN_STATES, AlertState, Severity
 from .models import Alert
+
+# What other apps add to the overview, read for the projects in scope: name ->
+# read(projects=[...], now=...) -> a list (apps.baselines adds "baselines_at_risk").
+OVERVIEW_EXTRAS: dict[str, Callable[..., list]] = {}
 
 TREND_PERIODS = (7, 30)
 DEFAULT_PERIOD = 7
@@ -124,6 +129,8 @@ class Overview:
     alert_ranking: list[AlertRank] = field(default_factory=list)
     # Alerts raised since this moment are ranked: the last `days` days.
     alerts_since: datetime.datetime | None = None
+    # OVERVIEW_EXTRAS' answers by name.
+    extras: dict[str, list] = field(default_factory=dict)
 
     @property
     def active(self) -> bool:
@@ -185,6 +192,7 @@ def overview_get(
         alerts_since=now - datetime.timedelta(days=days),
     )
     if not projects:
+        overview.extras = {name: [] for name in OVERVIEW_EXTRAS}
         return overview
     scope = Instance.objects.filter(project_id__in=list(today_by_project))
     overview.today = _today(scope, today_by_project)
@@ -206,6 +214,9 @@ def overview_get(
     alerts = Alert.objects.filter(in_scope)
     overview.open_alerts = _open_alerts(alerts)
     overview.alert_ranking = _alert_ranking(alerts, overview.alerts_since)
+    overview.extras = {
+        name: read(projects=projects, now=now) for name, read in OVERVIEW_EXTRAS.items()
+    }
     return overview
 
 

@@ -158,7 +158,9 @@ def _on_call_errors(project: Project, recipients, field: str) -> list[dict]:
     return []
 
 
-def _channel_errors(project: Project, channels) -> list[dict]:
+def channel_errors(project: Project, channels) -> list[dict]:
+    """What is wrong with `channels` as a project's object's channel ids: each must exist and
+    be global or the project's own (monitoring rules, baselines)."""
     if not isinstance(channels, list) or not all(
         isinstance(i, int) and not isinstance(i, bool) for i in channels
     ):
@@ -195,7 +197,7 @@ def monitor_rule_errors(project: Project, data: dict, *, rule_id: int | None = N
         # Kept while escalation is off, so it must be right too.
         errors += rules.validate_recipients(escalate_to, "escalate_to")
     errors += _on_call_errors(project, escalate_to, "escalate_to")
-    errors += _channel_errors(project, data.get("channels"))
+    errors += channel_errors(project, data.get("channels"))
     for field in ("dedup_minutes", "escalate_after_minutes"):
         value = data.get(field)
         if isinstance(value, int) and value > MINUTES_MAX:

@@ -1,5 +1,7 @@
 """django-q2 tasks of monitoring. Thin: the loop and the pass call the services."""
 
+from collections.abc import Callable
+
 from django.conf import settings
 from django.db import close_old_connections
 
@@ -19,17 +21,30 @@ def events_drain(*, now=None) -> int:
             return handled
 
 
+# Checks other apps add to the minute pass (apps.baselines: "baselines", every open
+# cycle recomputed): name -> check(now=...) answering a count.
+MINUTE_CHECKS: dict[str, Callable[..., int]] = {}
+
+
 def monitor_pass() -> dict:
     """One whole pass, as `opscenter monitor` runs it: the outbox's events, the time
-    triggers, escalation, and deliveries whose retry time has come."""
+    triggers, the checks other apps add (baselines), escalation, and deliveries whose
+    retry time has come."""
     now = clock.now()
-    return {
+    result = {
         "events": events_drain(now=now),
         "time_alerts": timepass.time_triggers_check(now=now),
-        "escalated": len(alerts.alerts_escalate(now=now)),
-        "deliveries_retried": notifications.deliveries_retry_due(now=now),
-        "events_pruned": events.events_prune(now=now),
     }
+    for name, check in MINUTE_CHECKS.items():
+        result[name] = check(now=now)
+    result.update(
+        {
+            "escalated": len(alerts.alerts_escalate(now=now)),
+            "deliveries_retried": notifications.deliveries_retry_due(now=now),
+            "events_pruned": events.events_prune(now=now),
+        }
+    )
+    return result
 
 
 MONITOR_SCHEDULE = "monitor"

@@ -11,12 +11,11 @@ stays open while alerts are raised: raising commits and hands deliveries to the 
 which may close the connection (django-q2's ORM broker closes old connections)."""
 
 import datetime
-import statistics
 from array import array
 from collections.abc import Iterable, Iterator
 
-from django.db.models import BooleanField, CharField, Exists, F, Func, OuterRef, Q, Value, Window
-from django.db.models.functions import Cast, Concat, RowNumber
+from django.db.models import BooleanField, CharField, Exists, F, Func, OuterRef, Q, Value
+from django.db.models.functions import Cast, Concat
 
 from apps.instances.choices import AttemptState, InstanceKind, InstanceState
 from apps.instances.models import Attempt, Instance
@@ -24,6 +23,7 @@ from apps.nodes.choices import Env
 
 from . import alerts, rules
 from .choices import TIME_TRIGGERS, AlertSource, TriggerType
+from .durations import node_medians
 from .events import rules_with
 from .models import Alert, MonitorRule
 
@@ -142,31 +142,6 @@ def _running_longer(rule, trigger: dict, now: datetime.datetime, scope: list):
     )
 
 
-def _medians(node_ids: set[int]) -> dict[int, float]:
-    """Median duration (seconds) of each node's last 10 successful attempts, for nodes
-    with at least 3."""
-    if not node_ids:
-        return {}
-    recent = (
-        Attempt.objects.filter(
-            state=AttemptState.SUCCEEDED,
-            instance__node_id__in=sorted(node_ids),
-            finished_at__isnull=False,
-        )
-        .annotate(
-            rank=Window(
-                RowNumber(), partition_by=F("instance__node_id"), order_by=F("finished_at").desc()
-            )
-        )
-        .filter(rank__lte=10)
-        .values_list("instance__node_id", "started_at", "finished_at")
-    )
-    durations: dict[int, list[float]] = {}
-    for node_id, started, finished in recent:
-        durations.setdefault(node_id, []).append((finished - started).total_seconds())
-    return {n: statistics.median(d) for n, d in durations.items() if len(d) >= 3}
-
-
 def _slower_than_usual(rule, trigger: dict, now: datetime.datetime, scope: list):
     factor = float(trigger["factor"])
     attempts = (
@@ -175,7 +150,8 @@ def _slower_than_usual(rule, trigger: dict, now: datetime.datetime, scope: list)
         .exclude(_alerted(rule, TriggerType.SLOWER_THAN_USUAL, "instance_id", "started_at"))
     )
     rows = list(_rows(Attempt, _ids(attempts), "instance__", "number", "started_at"))
-    medians = _medians({row["instance__node_id"] for row in rows})
+    # The usual duration needs at least 3 successful runs to go by.
+    medians = node_medians({row["instance__node_id"] for row in rows}, at_least=3)
     slow = [
         row
         for row in rows

@@ -26,6 +26,9 @@ INSTANCE_FIELDS = {
     "paused",
     "forced",
     "priority",
+    # SPEC 12: "Instance answers add lent_priority and lent_by" (section 7.3).
+    "lent_priority",
+    "lent_by",
     "resource_group",
     "started_at",
     "finished_at",
@@ -70,6 +73,7 @@ def test_list_answers_the_spec_fields_in_the_project_timezone(api_as, project, o
     assert item["duration_seconds"] == 90.0
     assert item["resource_group"] == "default"
     assert item["priority"] == 4
+    assert item["lent_priority"] is None and item["lent_by"] is None
 
 
 def test_list_pages_through_three_pages_without_overlap(api_as, project, owner):

@@ -26,6 +26,7 @@ BADGE_CHOICES = {
     "token": "apps.accounts.choices.TokenState",
     "runtime_level": "apps.configuration.choices.RuntimeLevel",
     "resource_flag": "apps.monitoring.resources.ResourceFlag",
+    "baseline": "apps.baselines.choices.CycleStatus",
     "rule_severity": "apps.quality.choices.RuleSeverity",
     "check": "apps.quality.choices.CheckStatus",
 }
@@ -39,6 +40,7 @@ NAV_ITEMS = [
     ("Nodes", "nodes:list"),
     ("Backfill", "backfills:list"),
     ("Alerts", "alerts:list", "alerts/_nav_badge.html"),
+    ("Baselines", "baselines:list"),
     ("Monitoring", "monitoring:index"),
     ("Configuration", "configuration:resource_groups"),
     ("Resources", "resources:index"),
