@@ -30,7 +30,7 @@ def field_alert_raise(
     detail = {"attempt": attempt, "field_rule": rule.pk}
     with transaction.atomic():
         alert = (
-            Alert.objects.select_for_update()
+            Alert.objects.select_for_update(of=("self",))
             .filter(dedup_key=key, state__in=OPEN_STATES)
             .select_related("project")
             .first()
@@ -80,7 +80,9 @@ def _fire(*, rule: FieldRule, instance, key: str, what: str, detail: dict, now) 
             alert.save()
     except IntegrityError:
         # Raised a moment ago by another attempt's check: count a repeat on that one.
-        existing = Alert.objects.select_for_update().get(dedup_key=key, state__in=OPEN_STATES)
+        existing = Alert.objects.select_for_update(of=("self",)).get(
+            dedup_key=key, state__in=OPEN_STATES
+        )
         _repeat(existing, what=what, detail=detail, now=now)
         return existing
     alert.project = instance.project
@@ -120,7 +122,7 @@ def field_alert_resolve(
     """The rule passed on the instance again: its open alert resolves itself."""
     with transaction.atomic():
         alert = (
-            Alert.objects.select_for_update()
+            Alert.objects.select_for_update(of=("self",))
             .filter(dedup_key=dedup_key(rule.pk, instance.pk), state__in=OPEN_STATES)
             .select_related("project")
             .first()
