@@ -337,6 +337,8 @@ class GanttLine:
     label: str
     x: float
     at: datetime.datetime
+    label_y: float = 0
+    anchor: str = "middle"
 
 
 @dataclass
@@ -348,6 +350,7 @@ class Gantt:
     lines: list[GanttLine] = field(default_factory=list)
     ticks: list[tuple[float, str]] = field(default_factory=list)
     row: int = 30
+    bars_end: int = 0
 
 
 def _parse(value) -> datetime.datetime | None:
@@ -371,7 +374,10 @@ def gantt(view: CycleView, *, now: datetime.datetime, width: int = 960) -> Gantt
     high += datetime.timedelta(seconds=span * 0.03)
     span = (high - low).total_seconds()
     row, top, left = 30, 24, 220
-    chart = Gantt(width=width, height=top + row * len(steps) + 8, left=left, row=row)
+    bars_end = top + row * len(steps)
+    # Below the bars, one row per line's label, so that close lines never overlap.
+    chart = Gantt(width=width, height=bars_end + 3 * 14 + 6, left=left, row=row)
+    chart.bars_end = bars_end
     usable = width - left - 10
 
     def x(at: datetime.datetime) -> float:
@@ -392,19 +398,37 @@ def gantt(view: CycleView, *, now: datetime.datetime, width: int = 960) -> Gantt
         else:
             predicted = span_of(start, finish)
         chart.bars.append(GanttBar(step=step, y=top + row * n, real=real, predicted=predicted))
-    for name, label, at in (
-        ("warning", "warning", view.warning_at),
-        ("committed", "committed", view.committed_at),
-        ("now", "now", now),
+    for n, (name, at) in enumerate(
+        (("warning", view.warning_at), ("committed", view.committed_at), ("now", now))
     ):
-        chart.lines.append(
-            GanttLine(name=name, label=f"{label} {at.astimezone(tz):%H:%M}", x=x(at), at=at)
-        )
-    ticks = 6
-    for k in range(ticks + 1):
-        at = low + datetime.timedelta(seconds=span * k / ticks)
-        chart.ticks.append((x(at), f"{at.astimezone(tz):%H:%M}"))
+        line = GanttLine(name=name, label=f"{name} {at.astimezone(tz):%H:%M}", x=x(at), at=at)
+        line.label_y = bars_end + 14 * (n + 1)
+        # A label near an edge is anchored on its inner side.
+        line.anchor = "start" if line.x < left + 60 else "end" if line.x > width - 60 else "middle"
+        chart.lines.append(line)
+    chart.ticks = _ticks(low, high, tz, x)
     return chart
+
+
+# Tick spacings the time axis picks from, in minutes: the first giving at most MAX_TICKS.
+TICK_MINUTES = (1, 2, 5, 10, 15, 30, 60, 120, 180, 360, 720, 1440)
+MAX_TICKS = 8
+
+
+def _ticks(low, high, tz, x) -> list[tuple[float, str]]:
+    """Round local times (every 5, 10, 15, 30 minutes, hours...) across [low, high]."""
+    minutes = (high - low).total_seconds() / 60
+    step = next((m for m in TICK_MINUTES if minutes / m <= MAX_TICKS), TICK_MINUTES[-1])
+    local = low.astimezone(tz)
+    midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
+    elapsed = (local - midnight).total_seconds() / 60
+    at = midnight + datetime.timedelta(minutes=(elapsed // step + 1) * step)
+    ticks = []
+    while at < high:
+        label = f"{at:%H:%M}" if step < 1440 else f"{at:%m-%d}"
+        ticks.append((x(at), label))
+        at += datetime.timedelta(minutes=step)
+    return ticks
 
 
 # --- instances and baselines ----------------------------------------------------------------
