@@ -541,13 +541,13 @@ def _execute_in_workdir(
             return states.AttemptOutcome(outcome="failed", reason=str(exc), retryable=False)
         outcome = _execute(request, attempt, log)
         if outcome.outcome == "succeeded" and checks.registered():
-            outcome = _after_success(instance, attempt, runtime, log, workdir, outcome)
+            outcome = after_success(instance, attempt, runtime, log, workdir, outcome)
         return outcome
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _after_success(
+def after_success(
     instance: Instance,
     attempt: Attempt,
     runtime: Runtime,

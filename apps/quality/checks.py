@@ -20,6 +20,8 @@ from apps.instances.checks import CheckContext, CheckFailure
 from apps.instances.executors import runner_command
 from apps.instances.executors.process import note
 from apps.instances.params import UnknownParameter
+from apps.monitoring.choices import OPEN_STATES, AlertSource
+from apps.monitoring.models import Alert
 from apps.nodes.choices import Env
 
 from . import alerts
@@ -253,8 +255,17 @@ def _alert(judged: list[Verdict], instance, attempt: int, now) -> None:
     resolves the rule's open alert on this instance."""
     if instance.env != Env.PROD:
         return
-    for verdict in judged:
-        if verdict.rule.severity != RuleSeverity.WARN:
+    warn = [v for v in judged if v.rule.severity == RuleSeverity.WARN]
+    if not warn:
+        return
+    # One read for what passing rules may resolve: most have nothing open.
+    open_keys = set(
+        Alert.objects.filter(
+            instance_id=instance.pk, source=AlertSource.FIELD, state__in=OPEN_STATES
+        ).values_list("dedup_key", flat=True)
+    )
+    for verdict in warn:
+        if verdict.passed and alerts.dedup_key(verdict.rule.pk, instance.pk) not in open_keys:
             continue
         if verdict.passed:
             alerts.field_alert_resolve(

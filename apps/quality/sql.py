@@ -12,6 +12,7 @@ SPEC section 2 substituted first); each must be one expression or one statement,
 they run in a read-only transaction (apps.quality.runner).
 """
 
+import functools
 import math
 import re
 
@@ -72,6 +73,7 @@ def split_statements(sql: str) -> list[str]:
     return statements
 
 
+@functools.lru_cache(maxsize=1024)  # the rules of a node often share their filter
 def where_error(where: str) -> str | None:
     """Why `where` is not one filter expression, or None: outside its string literals,
     quoted names and comments it has no semicolon and its parentheses balance (so it
@@ -91,6 +93,7 @@ def where_error(where: str) -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=1024)
 def custom_sql_error(sql: str) -> str | None:
     """Why `sql` is not one query (SELECT or WITH), or None."""
     statements = split_statements(sql)

@@ -11,6 +11,7 @@ from bench import (
     b5_overview,
     b6_alert_storm,
     b7_time_pass,
+    b9_field_rules,
     common,
 )
 from bench.__main__ import table
@@ -138,6 +139,31 @@ def test_b7_time_pass_finds_what_the_raw_sql_finds():
     # every trigger kind of the workload found some at this scale.
     triggers = set(Alert.objects.filter(project__code="b7").values_list("trigger", flat=True))
     assert triggers == {"unfinished_by", "not_started_by", "running_longer"}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_b9_field_rules_keep_what_the_same_statements_find():
+    import psycopg
+
+    from apps.quality.models import FieldRuleResult
+
+    rows = b9_field_rules.run("tiny")
+    _check(rows, "B9")
+    checked, per_rule = rows
+    assert checked["unit"] == "s" and checked["baseline"] > 0 and checked["ratio"] is not None
+    assert "2 nodes × 10 rules, 2,000 rows, PostgreSQL datasource" in checked["note"]
+    assert per_rule["unit"] == "ms" and per_rule["met"] is None
+    # run() checked that both sides measured the same values; every rule passed and was
+    # kept, and the warehouse it made is gone.
+    results = FieldRuleResult.objects.filter(rule__project__code="b9")
+    assert results.count() == 20 and not results.filter(passed=False).exists()
+    params, password = b9_field_rules._server()
+    admin = psycopg.conninfo.make_conninfo(**{**params, "dbname": "postgres"})
+    with psycopg.connect(admin, password=password) as conn:
+        left = conn.execute(
+            "SELECT count(*) FROM pg_database WHERE datname LIKE 'opscenter_b9_%'"
+        ).fetchone()
+    assert left == (0,)
 
 
 def test_table_prints_one_line_per_row_and_marks_misses():
