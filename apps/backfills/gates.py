@@ -40,18 +40,12 @@ class BackfillWindowGate(FilterGate):
 
         backfills_refresh_running()
 
-    def released(self, *, finished_ids: list[int]) -> list[int]:
+    def released(self, *, finished: list[dict]) -> list[int]:
         """A finished date moves its backfill's window: the dates that entered it."""
         from .services import backfill_refresh
 
-        backfill_ids = (
-            Instance.objects.filter(pk__in=finished_ids, backfill__isnull=False)
-            .order_by("backfill_id")
-            .values_list("backfill_id", flat=True)
-            .distinct()
-        )
         entered: list[int] = []
-        for backfill_id in list(backfill_ids):
+        for backfill_id in sorted({row["backfill_id"] for row in finished} - {None}):
             entered.extend(backfill_refresh(backfill_id=backfill_id))
         return entered
 

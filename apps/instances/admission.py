@@ -99,9 +99,11 @@ class Gate:
     def before_pass(self, *, now: datetime.datetime) -> None:
         """Called at the start of every full dispatcher pass."""
 
-    def released(self, *, finished_ids: list[int]) -> list[int]:
-        """Called when instances finished: pending instances this gate may admit now
-        (the dispatcher looks at them at once instead of at its next pass)."""
+    def released(self, *, finished: list[dict]) -> list[int]:
+        """Called when instances finished (`finished`: their id and backfill_id, as the
+        worker read them): pending instances this gate may admit now (the dispatcher
+        looks at them at once instead of at its next pass). Called for every attempt's
+        end: it should not need to read the database to find it has nothing to do."""
         return []
 
     def explain(self, instance: Instance, explaining: Explaining) -> list[Blocker]:
@@ -214,9 +216,9 @@ def before_pass(*, now: datetime.datetime) -> None:
         gate.before_pass(now=now)
 
 
-def released(*, finished_ids: list[int]) -> list[int]:
-    """Pending instances the gates may admit now that `finished_ids` finished."""
+def released(*, finished: list[dict]) -> list[int]:
+    """Pending instances the gates may admit now that `finished` finished."""
     ids: list[int] = []
     for gate in gates():
-        ids.extend(gate.released(finished_ids=finished_ids))
+        ids.extend(gate.released(finished=finished))
     return list(dict.fromkeys(ids))

@@ -369,7 +369,7 @@ def _run_one(
         succeeded=new_state in (InstanceState.SUCCEEDED, InstanceState.SKIPPED),
         children=children,
         group_names={instance.resource_group.name},
-        finished_ids=[instance.pk],
+        finished=[{"id": instance.pk, "backfill_id": instance.backfill_id}],
         enqueue=enqueue,
         inline=inline,
     )
@@ -428,7 +428,7 @@ def _after_finish(
     succeeded: bool,
     children: list[int],
     group_names: set[str],
-    finished_ids: list[int],
+    finished: list[dict],
     enqueue: dispatcher.Enqueue,
     inline: bool,
 ) -> int | None:
@@ -447,7 +447,7 @@ def _after_finish(
 
     if succeeded and children:
         dispatcher.tick(only_ids=children, enqueue=hand_off)
-    dispatcher.tick(only_ids=admission.released(finished_ids=finished_ids), enqueue=enqueue)
+    dispatcher.tick(only_ids=admission.released(finished=finished), enqueue=enqueue)
     return inline_id
 
 
@@ -506,7 +506,7 @@ def _run_virtual_batch(
         succeeded=True,
         children=children,
         group_names={row["resource_group__name"] for row in done},
-        finished_ids=[row["id"] for row in done],
+        finished=done,
         enqueue=enqueue,
         inline=True,
     )
