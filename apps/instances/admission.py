@@ -35,29 +35,34 @@ from .choices import WaitReason
 from .models import Instance
 
 # The order candidates start in: higher priority first, then earlier scheduled time
-# (SPEC section 4), then id for a total order. start_key() and ahead_q() say the same.
+# (SPEC section 4), then id for a total order. A descending field is a number.
+# start_key() and ahead_q() follow it, so this is the one place that says it.
 # The priority is the dispatch priority: the instance's own, or what a baseline at risk
 # lends it, the greater (SPEC 7.3; Instance.dispatch_priority).
 START_ORDER = ("-dispatch_priority", "scheduled_at", "id")
+START_FIELDS = tuple(f.lstrip("-") for f in START_ORDER)
 
 
 def start_key(row: dict) -> tuple:
-    """START_ORDER for a candidate row (with dispatch_priority, scheduled_at and id)."""
-    return (-row["dispatch_priority"], row["scheduled_at"], row["id"])
-
-
-# Wait reasons in the order a pending instance is shown with them (SPEC section 4).
-REASON_ORDER = [reason.value for reason in WaitReason]
+    """START_ORDER for a candidate row (a dict with START_FIELDS)."""
+    return tuple(-row[f[1:]] if f.startswith("-") else row[f] for f in START_ORDER)
 
 
 def ahead_q(instance: Instance) -> Q:
     """Instances that START_ORDER puts before `instance`."""
-    p, s = instance.dispatch_priority, instance.scheduled_at
-    return (
-        Q(dispatch_priority__gt=p)
-        | Q(dispatch_priority=p, scheduled_at__lt=s)
-        | Q(dispatch_priority=p, scheduled_at=s, pk__lt=instance.pk)
-    )
+    ahead = None
+    equal: dict = {}
+    for f in START_ORDER:
+        name = f.lstrip("-")
+        value = getattr(instance, "pk" if name == "id" else name)
+        before = Q(**equal, **{f"{name}__{'gt' if f.startswith('-') else 'lt'}": value})
+        ahead = before if ahead is None else ahead | before
+        equal[name] = value
+    return ahead
+
+
+# Wait reasons in the order a pending instance is shown with them (SPEC section 4).
+REASON_ORDER = [reason.value for reason in WaitReason]
 
 
 # --- what diagnosis shows ----------------------------------------------------------------

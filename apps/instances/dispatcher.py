@@ -311,7 +311,7 @@ def _claim(
 CHUNK_PER_SLOT = 4
 MAX_CHUNKS = 8
 # What every candidate row carries: its id, its group, and its place in START_ORDER.
-ROW_FIELDS = ("id", "resource_group_id", "dispatch_priority", "scheduled_at")
+ROW_FIELDS = ("id", "resource_group_id", *admission.START_FIELDS)
 
 
 def choose(
