@@ -2,6 +2,7 @@
 instance's project timezone, ISO 8601 with the offset."""
 
 import datetime
+from typing import Any
 
 from ninja import Field, Schema
 
@@ -88,6 +89,13 @@ class AttemptOut(Schema):
     cpu_seconds: float | None
     peak_memory_mb: float | None
     worker: str
+    killed_for: str = Field(
+        description='why opscenter killed it: "timeout", "memory" (over its memory_mb), or ""'
+    )
+    runtime: dict[str, Any] = Field(
+        description="the runtime settings it started with, each {value, source} "
+        "(as GET /api/runtime-config answers them); {} for attempts that ran nothing"
+    )
 
     @staticmethod
     def resolve_started_at(obj):

@@ -188,7 +188,9 @@ def test_alert_only_raises_a_running_longer_alert_while_the_process_keeps_runnin
     assert Alert.objects.get(pk=alert.pk).state == "resolved"
 
 
-def test_a_python_node_over_its_memory_mb_is_killed_and_the_dashboard_flags_it(project, users):
+def test_a_python_node_over_its_memory_mb_is_killed_and_the_dashboard_flags_it(
+    project, users, api_as
+):
     node = node_create(
         project,
         "hungry",
@@ -217,6 +219,9 @@ def test_a_python_node_over_its_memory_mb_is_killed_and_the_dashboard_flags_it(p
     assert used > 64 and attempt.peak_memory_mb > 64
     assert (attempt.finished_at - attempt.started_at).total_seconds() < 20
     assert "memory limit 64 MB" in log_of(attempt)
+    (answered,) = api_as("vera").get(f"/api/instances/{instance.pk}").json()["attempts"]
+    assert answered["killed_for"] == "memory" and answered["reason"] == attempt.reason
+    assert answered["runtime"]["timeout_seconds"] == {"value": 3600, "source": "global"}
 
     scope = resources_scope(user=users["root"], project=project)
     day = SCHEDULED.astimezone(project.tz).date()

@@ -220,6 +220,8 @@ def test_detail_adds_attempts_and_edges(api_as, project, owner):
         "cpu_seconds": 0.5,
         "peak_memory_mb": 12.0,
         "worker": "",
+        "killed_for": "",
+        "runtime": {},
     }
     assert second["number"] == 2 and second["finished_at"] is None
 
