@@ -322,7 +322,12 @@ class _Rows:
 
     def __init__(self, model, varying: Sequence[str], **template_values):
         self.model = model
-        self.fields = [f for f in model._meta.concrete_fields if not f.primary_key]
+        # Generated columns are the database's to write.
+        self.fields = [
+            f
+            for f in model._meta.concrete_fields
+            if not f.primary_key and not getattr(f, "generated", False)
+        ]
         template = model(**template_values)
         self.template = [
             f.get_db_prep_save(f.pre_save(template, add=True), connection) for f in self.fields
