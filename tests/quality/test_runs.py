@@ -405,3 +405,67 @@ def test_a_hung_check_obeys_the_attempts_timeout(project, users, postgres_wareho
     assert Instance.objects.get(pk=instance.pk).state == "failed"
     # Nothing was measured, so nothing was kept.
     assert not FieldRuleResult.objects.exists()
+
+
+def test_a_stop_kills_a_hung_check(project, users, sqlite_warehouse):
+    import threading
+    import time
+
+    from django.db import connection
+    from django.utils import timezone
+
+    from apps.instances import states
+    from apps.instances.models import AttemptLogChunk
+    from apps.projects.models import Datasource
+
+    datasource = Datasource.objects.create(
+        project=project, name="lite", kind="sqlite", path=str(sqlite_warehouse)
+    )
+    node = loader(project, users)
+    rule_make(
+        node,
+        datasource,
+        table="",
+        metric="custom_sql",
+        # Counts forever: a query that never ends on its own.
+        sql="WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) "
+        "SELECT COUNT(*) FROM c",
+        operator=">",
+        threshold=0,
+    )
+    instance = instance_create(node, SCHEDULED)
+    done = threading.Event()
+
+    def run():
+        try:
+            worker.drain(timeout=30)
+        finally:
+            connection.close()
+            done.set()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    deadline = time.monotonic() + 15
+    while not AttemptLogChunk.objects.filter(
+        attempt__instance=instance, text__contains="field rule #"
+    ).exists():
+        assert time.monotonic() < deadline, "the check never started"
+        time.sleep(0.1)
+    assert states.instance_stop_running(instance_id=instance.pk, now=timezone.now())
+    assert done.wait(20), "drain did not end after the stop"
+    thread.join()
+    attempt = Attempt.objects.get(instance=instance)
+    assert attempt.state == "stopped"
+    assert Instance.objects.get(pk=instance.pk).state == "stopped"
+    assert "stop requested: killing process tree" in log_of(instance)
+    assert not FieldRuleResult.objects.exists()
+
+
+def test_a_dev_run_checks_its_rules_but_pages_nobody(project, users, warehouse):
+    node = loader(project, users, env="dev")
+    rule = rule_make(node, warehouse, threshold=100, severity="warn")
+    instance = instance_create(node, SCHEDULED, env="dev")
+    worker.drain(timeout=30)
+    assert Instance.objects.get(pk=instance.pk).state == "succeeded"
+    assert FieldRuleResult.objects.get(rule=rule).passed is False
+    assert not Alert.objects.exists()
