@@ -207,22 +207,24 @@ class RulesInForce:
 
 
 class RulesHold(Hold):
-    """The rules over one group's candidates, locked and counted. Candidates under a
-    full rule, or under a rule this claim did not lock (one that covered nothing due
-    when the pass began), are left out; a rule that fills while candidates are taken
-    leaves the rest of its own out."""
+    """The rules over a claim's candidates, locked and counted. Candidates under a full
+    rule are left out of what is read; a rule that fills while candidates are taken
+    leaves the rest of its own out. A candidate under a rule the claim did not lock (one
+    that covered nothing due when the pass began) is passed over: it waits for the next
+    pass, which locks that rule too."""
 
     judges = True
-    fields = throttling.ROW_FIELDS
 
     def __init__(self, *, locked: list[throttling.Scope], free: dict[int, int], others):
         self.open = [s for s in locked if free[s.rule_id] > 0]
         self.free = {s.rule_id: free[s.rule_id] for s in self.open}
-        self.closed = [s for s in locked if free[s.rule_id] <= 0] + list(others)
-        self.exclude = _any_of(self.closed)
+        self.full = [s for s in locked if free[s.rule_id] <= 0]
+        self.others = list(others)
+        self.exclude = _any_of(self.full)
+        self.fields = throttling.row_fields([*locked, *self.others])
 
     def judge(self, row: dict) -> Verdict:
-        if any(s.covers(row) for s in self.closed):
+        if any(s.covers(row) for s in self.full) or any(s.covers(row) for s in self.others):
             return Verdict.SKIP
         for scope in self.open:
             if self.free[scope.rule_id] <= 0 and scope.covers(row):
@@ -234,8 +236,8 @@ class RulesHold(Hold):
             if scope.covers(row):
                 self.free[scope.rule_id] -= 1
                 if self.free[scope.rule_id] == 0:
-                    self.closed.append(scope)
-                    self.exclude = _any_of(self.closed)
+                    self.full.append(scope)
+                    self.exclude = _any_of(self.full)
 
 
 class ThrottleGate(CapacityGate):

@@ -1,8 +1,8 @@
 """Throttling rules (SPEC 9): which instances a rule counts, and when it is in force.
 Pure besides the queries they build; the gate that enforces rules is in gates.py.
 
-A rule applies to an instance by its scope: its resource group, its project, its node
-version's type, or its node version's datasource (a name within its project). It is in
+A rule applies to an instance by its scope: its resource group, its project, its node's
+type, or its node version's datasource (a name within its project). It is in
 force while enabled and inside its window: [window_start, window_end) in the rule's
 timezone — its project's for a project or datasource rule, TIME_ZONE's for a global
 one — crossing midnight when the end is before the start (22:00-06:00); without a
@@ -82,11 +82,11 @@ class Scope:
         if self.kind == ThrottleScope.PROJECT:
             return Q(project_id=self.project_id)
         if self.kind == ThrottleScope.NODE_TYPE:
-            return Q(Exact(spec_text("type"), Value(self.text)))
+            return Q(node__type=self.text)
         return Q(project_id=self.project_id) & Q(Exact(spec_text("datasource"), Value(self.text)))
 
     def covers(self, row: dict) -> bool:
-        """The same as q() for a row read with ROW_FIELDS."""
+        """The same as q() for a row read with row_fields()."""
         if self.kind == ThrottleScope.RESOURCE_GROUP:
             return row["resource_group_id"] == self.resource_group_id
         if self.kind == ThrottleScope.PROJECT:
@@ -96,13 +96,16 @@ class Scope:
         return row["project_id"] == self.project_id and row["throttle_datasource"] == self.text
 
 
-# What covers() reads of a candidate.
-ROW_FIELDS = {
-    "project_id": "project_id",
-    "resource_group_id": "resource_group_id",
-    "throttle_type": spec_text("type"),
-    "throttle_datasource": spec_text("datasource"),
-}
+def row_fields(scopes) -> dict:
+    """What covers() reads of a candidate for these scopes: a datasource is read from
+    the node version's spec only when a datasource rule needs it."""
+    kinds = {scope.kind for scope in scopes}
+    fields = {"project_id": "project_id", "resource_group_id": "resource_group_id"}
+    if ThrottleScope.NODE_TYPE in kinds:
+        fields["throttle_type"] = "node__type"
+    if ThrottleScope.DATASOURCE in kinds:
+        fields["throttle_datasource"] = spec_text("datasource")
+    return fields
 
 
 def rules_in_force(now: datetime.datetime) -> list[ThrottleRule]:
@@ -118,7 +121,7 @@ def applies_to(rule: ThrottleRule, instance) -> bool:
         {
             "project_id": instance.project_id,
             "resource_group_id": instance.resource_group_id,
-            "throttle_type": spec.get("type") or "",
+            "throttle_type": instance.node.type,
             "throttle_datasource": spec.get("datasource") or "",
         }
     )

@@ -305,9 +305,9 @@ def _claim(
         return [row["id"] for row in chosen if row["id"] in locked]
 
 
-# Candidates a group's read takes at a time while holds judge them one by one, per slot
-# it may fill (a candidate that a rule or capacity turns down takes no slot), and how
-# many such reads one group gets per claim.
+# While holds judge candidates one by one, a group's first read takes as many as it
+# has free slots (enough unless a rule fills mid-claim); each further read, for what a
+# full rule passed over, takes CHUNK_PER_SLOT times that; at most MAX_CHUNKS reads.
 CHUNK_PER_SLOT = 4
 MAX_CHUNKS = 8
 # What every candidate row carries: its id, its group, and its place in START_ORDER.
@@ -344,9 +344,11 @@ def choose(
 
     def rows_of(group_id: int):
         limit = limits[group_id]
-        chunk = limit if not judging else max((limit or 0) * CHUNK_PER_SLOT, 16)
+        chunk = limit
         seen: list[int] = []
-        for _ in range(MAX_CHUNKS if judging else 1):
+        for turn in range(MAX_CHUNKS if judging else 1):
+            if turn and chunk is not None:
+                chunk = max(limit * CHUNK_PER_SLOT, 16)
             if group_id in done:
                 return
             page = ordered.filter(resource_group_id=group_id)
