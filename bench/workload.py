@@ -16,6 +16,7 @@ WORKLOADS = {
     "B5": "bench.b5_overview",
     "B6": "bench.b6_alert_storm",
     "B7": "bench.b7_time_pass",
+    "B8": "bench.b8_baselines",
     "B9": "bench.b9_field_rules",
 }
 

@@ -71,12 +71,28 @@ def recipients_of(baseline, now: datetime.datetime) -> list[str]:
     return names
 
 
+def open_keys(*, computed) -> set[str]:
+    """The dedup keys of the cycles' open alerts, in one query."""
+    keys = [
+        dedup_key(c.baseline.pk, trigger, c.biz_date, c.hour)
+        for c in computed
+        for trigger in TRIGGERS
+    ]
+    found: set[str] = set()
+    for start in range(0, len(keys), 2000):
+        found |= set(
+            Alert.objects.filter(
+                dedup_key__in=keys[start : start + 2000], state__in=OPEN_STATES
+            ).values_list("dedup_key", flat=True)
+        )
+    return found
+
+
 def baseline_alert_raise(*, computed, trigger: str, now: datetime.datetime) -> Alert | None:
-    """Fire the cycle's `trigger` alert unless one is open already (answers None then)."""
+    """Fire the cycle's `trigger` alert (None when another monitor just fired it: the
+    database keeps one open alert per key)."""
     baseline = computed.baseline
     key = dedup_key(baseline.pk, trigger, computed.biz_date, computed.hour)
-    if Alert.objects.filter(dedup_key=key, state__in=OPEN_STATES).exists():
-        return None
     what = _what(computed, trigger, now)
     project = baseline.project
     alert = Alert(

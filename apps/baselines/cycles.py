@@ -24,6 +24,7 @@ earlier day.
 
 import datetime
 import hashlib
+import json
 from collections import defaultdict
 from dataclasses import dataclass, replace
 
@@ -33,15 +34,23 @@ from django.db.models import Q
 from apps.core import dag
 from apps.instances.choices import FINISHED, InstanceKind
 from apps.instances.models import Instance, InstanceDependency
-from apps.monitoring.durations import node_medians
+from apps.monitoring.durations import MedianCache, node_medians
 from apps.monitoring.timepass import AnyOf
 from apps.nodes.choices import Env
-from apps.nodes.models import NodeVersion
+from apps.nodes.models import Node, NodeVersion
 
 from . import alerts
 from .choices import AT_RISK, OPEN_STATUSES, CycleStatus
 from .models import Baseline, BaselineCycle, BaselineCycleInstance
-from .prediction import Expected, Facts, Prediction, expected_from, predict, status_of
+from .prediction import (
+    Expected,
+    Facts,
+    Prediction,
+    expected_from,
+    predict,
+    schedule,
+    status_of,
+)
 
 # Open cycles older than this many days are no longer recomputed (they stay as they were).
 OPEN_DAYS = 7
@@ -49,14 +58,12 @@ CHUNK = 5000
 FACT_FIELDS = (
     "id",
     "node_id",
-    "node__name",
     "state",
     "scheduled_at",
     "next_attempt_at",
     "started_at",
     "finished_at",
     "paused",
-    "node__paused",
     "biz_date",
     "version_id",
 )
@@ -161,17 +168,18 @@ def key_instances(
 # --- the closure and its facts ------------------------------------------------------------
 
 
-def _facts(row: dict) -> Facts:
+def _facts(row: dict, node: tuple[str, bool]) -> Facts:
+    name, paused = node
     return Facts(
         id=row["id"],
         node_id=row["node_id"],
-        node_name=row["node__name"],
+        node_name=name,
         state=row["state"],
         scheduled_at=row["scheduled_at"],
         next_attempt_at=row["next_attempt_at"],
         started_at=row["started_at"],
         finished_at=row["finished_at"],
-        paused=row["paused"] or row["node__paused"],
+        paused=row["paused"] or paused,
     )
 
 
@@ -185,55 +193,97 @@ class Closure:
         self.biz_date: dict[int, datetime.date] = {}
         self.version: dict[int, int] = {}
         self.upstream: dict[int, list[int]] = {}
-        for chunk in _chunks(starts):
-            for row in Instance.objects.filter(_in("id", chunk)).values(*FACT_FIELDS):
-                self._keep(row)
+        self.nodes: dict[int, tuple[str, bool]] = {}
+        self._read(starts)
         walk = dag.Walk([i for i in starts if i in self.facts], self._level)
         for _level in walk:
             pass
 
-    def _keep(self, row: dict) -> None:
-        self.facts[row["id"]] = _facts(row)
-        self.biz_date[row["id"]] = row["biz_date"]
-        self.version[row["id"]] = row["version_id"]
+    def _read(self, ids) -> None:
+        """The facts of `ids` not read yet: the instances by primary key, then the nodes
+        not seen yet by primary key (a join would hash the whole node table)."""
+        missing = [i for i in ids if i not in self.facts]
+        rows = []
+        for chunk in _chunks(missing):
+            rows += Instance.objects.filter(_in("id", chunk)).order_by().values(*FACT_FIELDS)
+        new_nodes = {row["node_id"] for row in rows} - self.nodes.keys()
+        for chunk in _chunks(new_nodes):
+            for node_id, name, paused in Node.objects.filter(_in("id", chunk)).values_list(
+                "id", "name", "paused"
+            ):
+                self.nodes[node_id] = (name, paused)
+        for row in rows:
+            self.facts[row["id"]] = _facts(row, self.nodes.get(row["node_id"], ("?", False)))
+            self.biz_date[row["id"]] = row["biz_date"]
+            self.version[row["id"]] = row["version_id"]
 
     def _level(self, ids: list[int]) -> dict[int, list[int]]:
-        columns = ["downstream_id", *(f"upstream__{name}" for name in FACT_FIELDS)]
-        found: dict[int, list[int]] = {}
+        # Two plain reads, each along its own index (the edges by downstream, then the
+        # instances not seen yet by id): a join of the two lets the planner walk the
+        # whole instance table.
+        edges: list[tuple[int, int]] = []
         for chunk in _chunks(ids):
-            edges = InstanceDependency.objects.filter(_in("downstream_id", chunk), removed=False)
-            for row in edges.values(*columns).order_by("upstream_id"):
-                up = {name: row[f"upstream__{name}"] for name in FACT_FIELDS}
-                down = row["downstream_id"]
-                if up["state"] in ("succeeded", "skipped") and up["biz_date"] < self.biz_date[down]:
-                    continue  # a finished earlier cycle moves nothing
-                if up["id"] not in self.facts:
-                    self._keep(up)
-                found.setdefault(down, []).append(up["id"])
+            edges += (
+                InstanceDependency.objects.filter(_in("downstream_id", chunk), removed=False)
+                .order_by("upstream_id")
+                .values_list("downstream_id", "upstream_id")
+            )
+        self._read({up for _, up in edges})
+        found: dict[int, list[int]] = {}
+        for down, up in edges:
+            if up not in self.facts:
+                continue  # gone meanwhile
+            if self.facts[up].done and self.biz_date[up] < self.biz_date[down]:
+                continue  # a finished earlier cycle moves nothing
+            found.setdefault(down, []).append(up)
         self.upstream.update(found)
         return found
 
 
-def expected_durations(closure: Closure, instance_ids: set[int]) -> dict[int, Expected]:
+# The usual durations, kept between passes (apps.monitoring.durations.MedianCache): read
+# again after MEDIAN_MAX_AGE, or at once when this process sees a run of the node succeed.
+MEDIAN_MAX_AGE = datetime.timedelta(minutes=15)
+MEDIANS = MedianCache(MEDIAN_MAX_AGE)
+# A node version's timeout, from its spec: versions never change, so it is kept for good.
+_TIMEOUTS: dict[int, int | None] = {}
+
+
+def _timeouts(version_ids: set[int]) -> dict[int, int | None]:
+    missing = [v for v in version_ids if v not in _TIMEOUTS]
+    if len(_TIMEOUTS) + len(missing) > 200_000:
+        _TIMEOUTS.clear()
+    for chunk in _chunks(missing):
+        found = dict(
+            NodeVersion.objects.filter(pk__in=chunk).values_list("pk", "spec__timeout_seconds")
+        )
+        for version_id in chunk:
+            timeout = found.get(version_id)
+            ok = isinstance(timeout, int) and not isinstance(timeout, bool) and timeout > 0
+            _TIMEOUTS[version_id] = timeout if ok else None
+    return {v: _TIMEOUTS.get(v) for v in version_ids}
+
+
+def caches_clear() -> None:
+    """Forget every kept median and timeout (tests start from an empty database)."""
+    MEDIANS.clear()
+    _TIMEOUTS.clear()
+
+
+def expected_durations(
+    closure: Closure, instance_ids: set[int], *, now: datetime.datetime
+) -> dict[int, Expected]:
     """Each instance's expected duration: its node's median of the last successful runs,
     else its version's timeout, else 5 minutes (not estimated)."""
     if not instance_ids:
         return {}
     nodes = {closure.facts[i].node_id for i in instance_ids}
-    medians = node_medians(nodes)
+    medians = MEDIANS.get(nodes, now=now)
     without = {closure.version[i] for i in instance_ids if closure.facts[i].node_id not in medians}
-    timeouts: dict[int, int | None] = {}
-    for chunk in _chunks(without):
-        timeouts.update(
-            NodeVersion.objects.filter(pk__in=chunk).values_list("pk", "spec__timeout_seconds")
-        )
+    timeouts = _timeouts(without)
     found = {}
     for i in instance_ids:
         timeout = timeouts.get(closure.version[i])
-        found[i] = expected_from(
-            medians.get(closure.facts[i].node_id),
-            timeout if isinstance(timeout, int) and not isinstance(timeout, bool) else None,
-        )
+        found[i] = expected_from(medians.get(closure.facts[i].node_id), timeout)
     return found
 
 
@@ -254,7 +304,9 @@ def cycles_compute(
     starts = sorted({i for ids in keys_of.values() for i in ids})
     closure = Closure(starts)
     unfinished = {i for i, f in closure.facts.items() if not f.done}
-    expected = expected_durations(closure, unfinished)
+    expected = expected_durations(closure, unfinished, now=now)
+    # One schedule for every cycle: an instance's times depend on its ancestors only.
+    shared = schedule(facts=closure.facts, upstream=closure.upstream, expected=expected, now=now)
     computed = []
     for key, keys in keys_of.items():
         baseline = wanted[key]
@@ -262,7 +314,12 @@ def cycles_compute(
         committed_at = baseline.committed_at(biz_date, hour)
         warning_at = baseline.warning_at(committed_at)
         prediction = predict(
-            keys=keys, facts=closure.facts, upstream=closure.upstream, expected=expected, now=now
+            keys=keys,
+            facts=closure.facts,
+            upstream=closure.upstream,
+            expected=expected,
+            now=now,
+            shared=shared,
         )
         computed.append(
             Computed(
@@ -349,6 +406,42 @@ def _values(computed: Computed) -> dict:
     }
 
 
+_ROWS_UPDATE = """
+UPDATE baselines_baselinecycle AS c SET
+    committed_at = v.committed_at, warning_at = v.warning_at,
+    predicted_finish = v.predicted_finish, estimated = v.estimated,
+    blocked_by = v.blocked_by, key_instances = v.key_instances,
+    critical_path = v.critical_path, finished_at = v.finished_at, computed_at = %s
+FROM unnest(
+    %s::bigint[], %s::timestamptz[], %s::timestamptz[], %s::timestamptz[], %s::boolean[],
+    %s::jsonb[], %s::jsonb[], %s::jsonb[], %s::timestamptz[]
+) AS v(id, committed_at, warning_at, predicted_finish, estimated, blocked_by,
+       key_instances, critical_path, finished_at)
+WHERE c.id = v.id
+"""
+
+
+def _rows_update(rows: list[BaselineCycle], *, now: datetime.datetime) -> None:
+    """Write the predictions of cycles whose status did not change: one statement of
+    arrays on PostgreSQL (a bulk_update's CASE per row and field costs more to parse and
+    plan than to run), bulk_update elsewhere."""
+    if not rows:
+        return
+    fields = ["committed_at", "warning_at", "predicted_finish", "estimated"]
+    json_fields = ["blocked_by", "key_instances", "critical_path"]
+    if connection.vendor != "postgresql":
+        BaselineCycle.objects.bulk_update(
+            rows, [*fields, *json_fields, "finished_at", "computed_at"], batch_size=500
+        )
+        return
+    columns = [[r.pk for r in rows]]
+    columns += [[getattr(r, name) for r in rows] for name in fields]
+    columns += [[json.dumps(getattr(r, name)) for r in rows] for name in json_fields]
+    columns += [[r.finished_at for r in rows]]
+    with connection.cursor() as cursor:
+        cursor.execute(_ROWS_UPDATE, [now, *columns])
+
+
 def _digest(prediction: Prediction) -> str:
     text = (
         ",".join(map(str, sorted(prediction.members))) + "|" + ",".join(map(str, prediction.keys))
@@ -356,89 +449,132 @@ def _digest(prediction: Prediction) -> str:
     return hashlib.sha1(text.encode()).hexdigest()
 
 
-def _members_write(cycle: BaselineCycle, prediction: Prediction, digest: str) -> None:
-    if cycle.path_digest == digest:
+def _members_write(written: list[Computed]) -> None:
+    """The path's instances of every cycle whose path changed (its digest), in a few
+    statements for all of them."""
+    changed = [c for c in written if c.row.path_digest != _digest(c.prediction)]
+    if not changed:
         return
-    BaselineCycleInstance.objects.filter(cycle=cycle).delete()
-    keys = set(prediction.keys)
-    BaselineCycleInstance.objects.bulk_create(
-        [
-            BaselineCycleInstance(cycle=cycle, instance_id=i, key=i in keys)
-            for i in prediction.members
-        ],
-        batch_size=2000,
-    )
-    BaselineCycle.objects.filter(pk=cycle.pk).update(path_digest=digest)
-    cycle.path_digest = digest
+    stale = [c.row.pk for c in changed if c.row.path_digest]
+    for chunk in _chunks(stale):
+        BaselineCycleInstance.objects.filter(cycle_id__in=chunk).delete()
+    rows = []
+    for c in changed:
+        keys = set(c.prediction.keys)
+        rows += [
+            BaselineCycleInstance(cycle_id=c.row.pk, instance_id=i, key=i in keys)
+            for i in c.prediction.members
+        ]
+        c.row.path_digest = _digest(c.prediction)
+    BaselineCycleInstance.objects.bulk_create(rows, batch_size=2000)
+    BaselineCycle.objects.bulk_update([c.row for c in changed], ["path_digest"], batch_size=500)
+
+
+def _create(new: list[Computed], *, now: datetime.datetime) -> list[Computed]:
+    """Store the cycles seen for the first time; answers those this monitor made (a cycle
+    another monitor made a moment ago is its to alert)."""
+    rows = [
+        BaselineCycle(
+            baseline=c.baseline,
+            biz_date=c.biz_date,
+            hour=c.hour,
+            status=c.status,
+            status_since=now,
+            computed_at=now,
+            **_values(c),
+        )
+        for c in new
+    ]
+    try:
+        with transaction.atomic():
+            BaselineCycle.objects.bulk_create(rows, batch_size=500)
+    except IntegrityError:
+        # Some exist already: one at a time, keeping what this monitor made.
+        made = []
+        for c, row in zip(new, rows, strict=True):
+            row.pk = None
+            try:
+                with transaction.atomic():
+                    row.save()
+            except IntegrityError:
+                continue
+            c.row = row
+            made.append(c)
+        return made
+    for c, row in zip(new, rows, strict=True):
+        c.row = row
+    return new
 
 
 def cycles_write(computed: list[Computed], *, now: datetime.datetime) -> dict:
     """Write what was computed, alert transitions and bring lending up to date, in one
     transaction. Answers counts of what changed."""
     counts = {"cycles": len(computed), "created": 0, "transitions": 0, "alerts": 0}
-    touched_instances: set[int] = set()
     with transaction.atomic():
+        written: list[Computed] = []
+        transitions: list[tuple[Computed, str | None]] = []
         quiet: list[BaselineCycle] = []
+        new = [c for c in computed if c.row is None]
+        new_ids = {id(c) for c in new}
+        made = _create(new, now=now)
+        counts["created"] = len(made)
+        written += made
+        transitions += [(c, None) for c in made]
         for c in computed:
-            values = _values(c)
             row = c.row
-            if row is None:
-                row = BaselineCycle(
-                    baseline=c.baseline,
-                    biz_date=c.biz_date,
-                    hour=c.hour,
-                    status=c.status,
-                    status_since=now,
-                    computed_at=now,
-                    **values,
-                )
-                try:
-                    with transaction.atomic():
-                        row.save()
-                except IntegrityError:
-                    continue  # another monitor made it a moment ago: it alerts it
-                counts["created"] += 1
-                previous = None
-            elif row.status != c.status:
+            if id(c) in new_ids:
+                continue
+            values = _values(c)
+            if row.status != c.status:
                 # The transition is claimed: of two monitors, only one alerts it.
                 if not BaselineCycle.objects.filter(pk=row.pk, status=row.status).update(
                     status=c.status, status_since=now, computed_at=now, **values
                 ):
                     continue
-                previous = row.status
+                transitions.append((c, row.status))
                 row.status, row.status_since = c.status, now
-            else:
+            elif any(getattr(row, name) != value for name, value in values.items()):
                 for name, value in values.items():
                     setattr(row, name, value)
                 row.computed_at = now
                 quiet.append(row)
-                previous = row.status
-            c.row = row
-            _members_write(row, c.prediction, _digest(c.prediction))
-            touched_instances.update(c.prediction.members)
+            written.append(c)
+        # Only what moved is written: a cycle waiting on a scheduled time, or on a run
+        # not yet past its usual duration, predicts the same minute after minute.
+        _rows_update(quiet, now=now)
+        _members_write(written)
+        open_keys = alerts.open_keys(computed=[c for c, _ in transitions])
+        for c, previous in transitions:
             if previous != c.status:
                 counts["transitions"] += 1
-                counts["alerts"] += _transition(c, previous, now=now)
-        if quiet:
-            BaselineCycle.objects.bulk_update(
-                quiet, [*_values(computed[0]).keys(), "computed_at"], batch_size=500
-            )
-        baseline_ids = {c.baseline.pk for c in computed}
+                counts["alerts"] += _transition(c, open_keys, now=now)
         counts["lending_changed"] = lending_refresh(
-            instance_ids=touched_instances, baseline_ids=baseline_ids
+            instance_ids={i for c in computed for i in c.prediction.members},
+            baseline_ids={c.baseline.pk for c in computed},
+            unfinished={
+                i
+                for c in computed
+                for i in c.prediction.members
+                if c.facts[i].state not in FINISHED
+            },
         )
     return counts
 
 
-def _transition(c: Computed, previous: str | None, *, now: datetime.datetime) -> int:
-    """Entering warning or broken raises its alert (once per cycle); finishing resolves
-    the cycle's alerts, saying on time or late."""
-    if c.status == CycleStatus.WARNING:
-        return int(alerts.baseline_alert_raise(computed=c, trigger="warning", now=now) is not None)
-    if c.status == CycleStatus.BROKEN:
-        return int(alerts.baseline_alert_raise(computed=c, trigger="broken", now=now) is not None)
+def _transition(c: Computed, open_keys: set[str], *, now: datetime.datetime) -> int:
+    """Entering warning or broken raises its alert (once per cycle: not while one is
+    open); finishing resolves the cycle's alerts, saying on time or late."""
+    if c.status in (CycleStatus.WARNING, CycleStatus.BROKEN):
+        key = alerts.dedup_key(c.baseline.pk, c.status, c.biz_date, c.hour)
+        if key in open_keys:
+            return 0
+        return int(alerts.baseline_alert_raise(computed=c, trigger=c.status, now=now) is not None)
     if c.status in (CycleStatus.FINISHED_ON_TIME, CycleStatus.FINISHED_LATE):
-        alerts.baseline_alerts_resolve(computed=c, now=now)
+        if any(
+            alerts.dedup_key(c.baseline.pk, t, c.biz_date, c.hour) in open_keys
+            for t in alerts.TRIGGERS
+        ):
+            alerts.baseline_alerts_resolve(computed=c, now=now)
     return 0
 
 
@@ -446,36 +582,50 @@ def _transition(c: Computed, previous: str | None, *, now: datetime.datetime) ->
 
 
 def lending_refresh(
-    *, instance_ids: set[int] | None = None, baseline_ids: set[int] | None = None
+    *,
+    instance_ids: set[int] | None = None,
+    baseline_ids: set[int] | None = None,
+    unfinished: set[int] | None = None,
 ) -> int:
     """Lend each unfinished instance on the path of an at-risk cycle (of an enabled
-    baseline) the highest priority among those cycles' baselines (ties: the lowest baseline id), and take lending back
-    from every other instance. Limited to `instance_ids` and whatever `baseline_ids` lend
-    now when given; every instance otherwise. Answers how many instances changed."""
-    lent = Instance.objects.filter(lent_by__isnull=False)
-    candidates: set[int] | None = None
-    if instance_ids is not None:
+    baseline) the highest priority among those cycles' baselines (ties: the lowest
+    baseline id), and take lending back from every other instance. Limited to
+    `instance_ids` and whatever `baseline_ids` lend now when given; every instance
+    otherwise. `unfinished`: those known unfinished (the states are read otherwise).
+    Answers how many instances changed."""
+    lent = Instance.objects.filter(lent_by__isnull=False).order_by()
+    at_risk = BaselineCycleInstance.objects.filter(
+        cycle__status__in=AT_RISK, cycle__baseline__enabled=True
+    )
+    columns = ("instance_id", "cycle__baseline__priority", "cycle__baseline_id")
+    held_columns = ("id", "lent_priority", "lent_by_id")
+    if instance_ids is None:
+        rows = list(at_risk.values_list(*columns))
+        current = list(lent.values_list(*held_columns))
+    else:
         candidates = set(instance_ids)
         if baseline_ids:
             candidates |= set(
                 lent.filter(lent_by__in=sorted(baseline_ids)).values_list("id", flat=True)
             )
-    at_risk = BaselineCycleInstance.objects.filter(
-        cycle__status__in=AT_RISK, cycle__baseline__enabled=True
-    ).exclude(instance__state__in=FINISHED)
-    columns = ("instance_id", "cycle__baseline__priority", "cycle__baseline_id")
-    rows, current = [], []
-    if candidates is None:
-        rows = list(at_risk.values_list(*columns))
-        current = list(lent.values_list("id", "lent_priority", "lent_by_id"))
-    else:
+        rows, current = [], []
         for chunk in _chunks(candidates):
             rows += at_risk.filter(_in("instance_id", chunk)).values_list(*columns)
-            current += lent.filter(_in("id", chunk)).values_list(
-                "id", "lent_priority", "lent_by_id"
-            )
+            current += lent.filter(_in("id", chunk)).values_list(*held_columns)
+    # Lent only while unfinished: the states of the instances not known to be.
+    unknown = {row[0] for row in rows} - (unfinished or set())
+    still = set(unfinished or ()) if unfinished is not None else set()
+    for chunk in _chunks(unknown):
+        still |= set(
+            Instance.objects.filter(_in("id", chunk))
+            .exclude(state__in=FINISHED)
+            .order_by()
+            .values_list("id", flat=True)
+        )
     desired: dict[int, tuple[int, int]] = {}
     for instance_id, priority, baseline_id in rows:
+        if instance_id not in still:
+            continue
         best = desired.get(instance_id)
         if best is None or (priority, -baseline_id) > (best[0], -best[1]):
             desired[instance_id] = (priority, baseline_id)
@@ -487,10 +637,35 @@ def lending_refresh(
     for instance_id in held:
         if instance_id not in desired:
             changes[None].append(instance_id)
+    return _lent_write(changes)
+
+
+_LENT_UPDATE = """
+UPDATE instances_instance AS i SET lent_priority = v.priority, lent_by_id = v.baseline
+FROM unnest(%s::bigint[], %s::smallint[], %s::bigint[]) AS v(id, priority, baseline)
+WHERE i.id = v.id
+"""
+
+
+def _lent_write(changes: dict[tuple[int, int] | None, list[int]]) -> int:
+    """Write the lent priorities: in one statement on PostgreSQL, one per lending
+    baseline elsewhere."""
+    if not changes:
+        return 0
+    if connection.vendor == "postgresql":
+        ids, priorities, baselines = [], [], []
+        for target, instance_ids in changes.items():
+            priority, by = target if target is not None else (None, None)
+            ids += instance_ids
+            priorities += [priority] * len(instance_ids)
+            baselines += [by] * len(instance_ids)
+        with connection.cursor() as cursor:
+            cursor.execute(_LENT_UPDATE, [ids, priorities, baselines])
+            return cursor.rowcount
     changed = 0
-    for target, ids in changes.items():
+    for target, instance_ids in changes.items():
         priority, by = target if target is not None else (None, None)
-        for chunk in _chunks(ids):
+        for chunk in _chunks(instance_ids):
             changed += Instance.objects.filter(pk__in=chunk).update(
                 lent_priority=priority, lent_by_id=by
             )

@@ -79,6 +79,7 @@ class BaselineCycle(models.Model):
     key_instances = models.JSONField(default=list, blank=True)
     critical_path = models.JSONField(default=list, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # When the monitor last wrote a change of it (an unchanged prediction is not written).
     computed_at = models.DateTimeField()
     # A digest of the instances on the cycle's path: its members are written again only
     # when it changes.

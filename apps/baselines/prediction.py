@@ -126,6 +126,73 @@ class Prediction:
         return [i for i in self.members if i not in self.done]
 
 
+@dataclass
+class Schedule:
+    """When every instance of a graph is predicted (or known) to start and finish: one
+    longest-path computation shared by every cycle whose closure lies in the graph (an
+    instance's times depend on its own ancestors only, whichever cycle asks)."""
+
+    path: dag.LongestPath
+    facts: Mapping[int, Facts]
+    expected: Mapping[int, Expected]
+    done: set[int]
+    running: set[int]
+    blocking: set[int]
+
+
+def schedule(
+    *,
+    facts: Mapping[int, Facts],
+    upstream: Mapping[int, Iterable[int]],
+    expected: Mapping[int, Expected],
+    now: datetime.datetime,
+    nodes: Iterable[int] | None = None,
+) -> Schedule:
+    """The predicted schedule of `nodes` (default: every instance of `facts`), which must
+    hold the ancestors of each of them."""
+    # A deterministic order for ties: earlier scheduled first.
+    order = sorted(facts if nodes is None else nodes, key=lambda i: (facts[i].scheduled_at, i))
+    graph = {i: [u for u in upstream.get(i, ()) if u in facts] for i in order}
+    done, running, blocking = set(), set(), set()
+    fixed: dict[int, tuple] = {}
+    earliest: dict[int, datetime.datetime] = {}
+    weight: dict[int, datetime.timedelta] = {}
+    for i in order:
+        f = facts[i]
+        if f.done:
+            done.add(i)
+            start = f.started_at or f.finished_at or f.scheduled_at
+            fixed[i] = (start, max(start, f.finished_at or start))
+            continue
+        seconds = expected[i].seconds if i in expected else DEFAULT_EXPECTED_SECONDS
+        weight[i] = datetime.timedelta(seconds=seconds)
+        if f.blocking:
+            blocking.add(i)
+            # As if rerun now: what the path would be once the blocker is dealt with.
+            earliest[i] = now
+        elif f.state in RUNNING and f.started_at is not None:
+            running.add(i)
+            fixed[i] = (f.started_at, max(now, f.started_at + weight[i]))
+        else:
+            earliest[i] = max(now, f.scheduled_at, f.next_attempt_at or f.scheduled_at)
+    path = dag.longest_path(
+        order,
+        graph,
+        weight=lambda i: weight.get(i, datetime.timedelta(0)),
+        earliest=earliest,
+        fixed=fixed,
+        origin=now,
+    )
+    return Schedule(
+        path=path,
+        facts=facts,
+        expected=expected,
+        done=done,
+        running=running,
+        blocking=blocking,
+    )
+
+
 def predict(
     *,
     keys: Iterable[int],
@@ -133,53 +200,31 @@ def predict(
     upstream: Mapping[int, Iterable[int]],
     expected: Mapping[int, Expected],
     now: datetime.datetime,
+    shared: Schedule | None = None,
 ) -> Prediction:
     """The prediction of the cycle whose key instances are `keys`. `facts` and `upstream`
     (instance id -> its upstream instance ids) cover at least the closure; `expected`
-    maps each unfinished instance of it to its expected duration."""
+    maps each unfinished instance of it to its expected duration. `shared`: a schedule
+    already computed over a graph holding the closure (several cycles at once)."""
     keys = [k for k in dict.fromkeys(keys) if k in facts]
     closure = dag.ancestors(keys, upstream)
     members = keys + [i for i in closure if i not in keys]
-    # A deterministic order for ties: earlier scheduled first.
-    order = sorted(members, key=lambda i: (facts[i].scheduled_at, i))
-    graph = {i: [u for u in upstream.get(i, ()) if u in facts] for i in order}
-
-    done = {i for i in order if facts[i].done}
-    blocked = sorted((i for i in order if facts[i].blocking), key=order.index)
-    fixed: dict[int, tuple] = {}
-    earliest: dict[int, datetime.datetime] = {}
-    weight: dict[int, datetime.timedelta] = {}
-    for i in order:
-        f = facts[i]
-        if i in done:
-            start = f.started_at or f.finished_at or f.scheduled_at
-            fixed[i] = (start, max(start, f.finished_at or start))
-            continue
-        seconds = expected[i].seconds if i in expected else DEFAULT_EXPECTED_SECONDS
-        weight[i] = datetime.timedelta(seconds=seconds)
-        if f.state in RUNNING and f.started_at is not None and not f.blocking:
-            fixed[i] = (f.started_at, max(now, f.started_at + weight[i]))
-        elif f.blocking:
-            # As if rerun now: what the path would be once the blocker is dealt with.
-            earliest[i] = now
-        else:
-            earliest[i] = max(now, f.scheduled_at, f.next_attempt_at or f.scheduled_at)
-
-    path = dag.longest_path(
-        order,
-        graph,
-        weight=lambda i: weight.get(i, datetime.timedelta(0)),
-        earliest=earliest,
-        fixed=fixed,
-        targets=keys,
-        origin=now,
+    plan = shared or schedule(
+        facts=facts, upstream=upstream, expected=expected, now=now, nodes=members
     )
-    finished = bool(keys) and all(k in done for k in keys)
-    estimated = all(expected[i].estimated for i in order if i not in done and i in expected)
+    path = plan.path
+    finished = bool(keys) and all(k in plan.done for k in keys)
+    blocked = sorted(
+        (i for i in members if i in plan.blocking), key=lambda i: (facts[i].scheduled_at, i)
+    )
+    estimated = all(expected[i].estimated for i in members if i not in plan.done and i in expected)
+    end = None
+    for k in keys:
+        if end is None or path.finish[k] > path.finish[end]:
+            end = k
     steps = []
-    for i in path.path:
+    for i in path.path_to(end) if end is not None else []:
         f = facts[i]
-        running = f.state in RUNNING and f.started_at is not None and not f.blocking
         steps.append(
             Step(
                 instance=i,
@@ -189,15 +234,13 @@ def predict(
                 start=path.start[i],
                 finish=path.finish[i],
                 expected_seconds=expected[i].seconds if i in expected else None,
-                real_start=i in done or running,
-                real_finish=i in done,
+                real_start=i in plan.done or i in plan.running,
+                real_finish=i in plan.done,
             )
         )
     predicted = None
-    if finished:
-        predicted = max(path.finish[k] for k in keys)
-    elif not blocked and keys:
-        predicted = path.latest
+    if finished or (not blocked and keys):
+        predicted = path.finish[end]
     return Prediction(
         keys=keys,
         members=members,
@@ -206,9 +249,9 @@ def predict(
         blocked_by=blocked,
         critical_path=steps,
         finished=finished,
-        start=dict(path.start),
-        finish=dict(path.finish),
-        done=done,
+        start={i: path.start[i] for i in members},
+        finish={i: path.finish[i] for i in members},
+        done={i for i in members if i in plan.done},
     )
 
 

@@ -140,9 +140,12 @@ def test_each_status_and_transition_raises_exactly_one_alert(
     assert "predicted to finish at 2026-11-20 09:37" in warning.message
     assert "critical path: c -> d" in warning.message
     assert warning.recipients == ["alice"]
-    # The same status a minute later raises nothing more.
+    # The same status a minute later raises nothing more; the prediction moved on.
     check(at(9, 1))
     assert baseline_alerts(baseline).count() == 1
+    row = cycle(baseline)
+    assert (row.predicted_finish, row.computed_at) == (at(9, 38, 30), at(9, 1))
+    assert row.critical_path[0]["start"] == at(9, 1).isoformat()
 
     # 10:01: past the committed time and not finished: broken, one more alert.
     start(i["c"], at(9, 30))

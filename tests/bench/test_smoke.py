@@ -11,6 +11,7 @@ from bench import (
     b5_overview,
     b6_alert_storm,
     b7_time_pass,
+    b8_baselines,
     b9_field_rules,
     common,
 )
@@ -139,6 +140,23 @@ def test_b7_time_pass_finds_what_the_raw_sql_finds():
     # every trigger kind of the workload found some at this scale.
     triggers = set(Alert.objects.filter(project__code="b7").values_list("trigger", flat=True))
     assert triggers == {"unfinished_by", "not_started_by", "running_longer"}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_b8_baseline_pass_walks_what_the_raw_sql_walks():
+    from apps.baselines.models import BaselineCycle, BaselineCycleInstance
+
+    rows = b8_baselines.run("tiny")
+    _check(rows, "B8")
+    first, later, memory = rows
+    assert first["figure"].startswith("first pass") and later["figure"].startswith("pass a minute")
+    assert first["baseline"] > 0 and later["baseline"] > 0
+    assert memory["unit"] == "MB" and memory["peak_mb"] == memory["value"]
+    # Every baseline got its cycle, and its path is its key instance and 40 ancestors
+    # (run() asserts the raw SQL read as many).
+    assert BaselineCycle.objects.count() == b8_baselines.BASELINES["tiny"]
+    assert BaselineCycleInstance.objects.count() == 3 * b8_baselines.PER_BASELINE
+    assert "3 baselines, 120 ancestor instances" in first["note"]
 
 
 @pytest.mark.django_db(transaction=True)
