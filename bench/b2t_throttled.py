@@ -4,8 +4,8 @@ with 20 throttling rules in force — 5 scopes × 4 values: resource groups, pro
 node types, datasources, and windowed rules (open now) of each kind — none of them
 full, beside the same run without rules, in the same process.
 
-The two runs alternate (plain, throttled, plain, throttled) on fresh instances each,
-and each keeps its better run: the machine is shared, and the better of two is the
+The two runs alternate ROUNDS times (plain, throttled, plain, ...) on fresh instances,
+and each keeps its best run: the machine is shared, and the best of a few is the
 steadier figure of what each path can do. Goal: the throttled run starts at least
 0.8× as many instances per second as the plain one.
 """
@@ -15,7 +15,7 @@ import datetime
 from bench import b2_dispatch, common
 
 SIZES = {"tiny": (200, 4), "small": (2000, 20), "full": (20000, 20)}  # instances, groups
-ROUNDS = 2
+ROUNDS = 3
 NOT_FULL = 1_000_000  # no rule here is ever full
 
 

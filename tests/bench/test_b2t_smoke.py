@@ -18,8 +18,9 @@ def test_b2t_runs_with_and_without_rules_and_every_instance_runs_once(users):
     assert row["id"] == "B2t" and row["value"] > 0 and row["baseline"] > 0
     assert isinstance(row["met"], bool)
     assert "20 rules in force" in row["note"] and "9 cover the run's instances" in row["note"]
-    runs = Instance.objects.filter(project__code__in=["b2p0", "b2t0", "b2p1", "b2t1"])
-    assert runs.count() == 4 * 200
+    codes = [f"b2{kind}{n}" for n in range(b2t_throttled.ROUNDS) for kind in "pt"]
+    runs = Instance.objects.filter(project__code__in=codes)
+    assert runs.count() == len(codes) * 200
     assert runs.exclude(state="succeeded").count() == 0
     assert Attempt.objects.filter(instance__in=runs).count() == runs.count()
     assert not ThrottleRule.objects.exists()
