@@ -28,7 +28,7 @@ def on_instance_events(events: list[dict], *, now: datetime.datetime) -> None:
     from .cycles import MEDIANS, cycles_for_instances_recompute
 
     succeeded = [e["instance_id"] for e in events if e["to_state"] == "succeeded"]
-    if succeeded:
+    if succeeded and len(MEDIANS):
         # A new successful run moves its node's usual duration.
         MEDIANS.forget(Instance.objects.filter(pk__in=succeeded).values_list("node_id", flat=True))
     cycles_for_instances_recompute(sorted({e["instance_id"] for e in events}), now=now)

@@ -104,6 +104,9 @@ class MedianCache:
                 found[n] = median
         return found
 
+    def __len__(self) -> int:
+        return len(self._entries)
+
     def forget(self, node_ids: Iterable[int]) -> None:
         for n in node_ids:
             self._entries.pop(n, None)
