@@ -18,6 +18,7 @@ WORKLOADS = {
     "B7": "bench.b7_time_pass",
     "B8": "bench.b8_baselines",
     "B9": "bench.b9_field_rules",
+    "B10": "bench.b10_resources",
 }
 
 
