@@ -413,17 +413,17 @@ def wait_reasons_refresh(*, scope: QuerySet[Instance], now: datetime.datetime) -
             updates.append((due.filter(waiting), gate.wait_reason))
             due = due.exclude(waiting)
     updates.append((due, WaitReason.WAITING_RESOURCES))
-    for queryset, reason in updates:
-        # Rows another transaction holds (a claim, another dispatcher's refresh) are
-        # passed over, not waited for: two passes updating the same rows in different
-        # orders would deadlock, and the next pass explains what this one skipped.
-        changing = (
-            queryset.exclude(wait_reason=reason)
-            .order_by()
-            .select_for_update(skip_locked=True, of=("self",))
-            .values("pk")
-        )
-        with transaction.atomic():
+    # Rows another transaction holds (a claim, another dispatcher's refresh) are passed
+    # over, not waited for: two passes updating the same rows in different orders would
+    # deadlock, and the next pass explains what this one skipped.
+    with transaction.atomic():
+        for queryset, reason in updates:
+            changing = (
+                queryset.exclude(wait_reason=reason)
+                .order_by()
+                .select_for_update(skip_locked=True, of=("self",))
+                .values("pk")
+            )
             Instance.objects.filter(pk__in=changing).update(wait_reason=reason)
 
 
