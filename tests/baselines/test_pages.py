@@ -246,3 +246,24 @@ def test_every_admin_page_opens_and_checks_as_the_api(users, day):
     page = response.content.decode()
     assert "is not a time HH:MM" in page and "a whole number from 1" in page
     assert not Baseline.objects.filter(name="from admin").exists()
+
+
+def test_a_baseline_alert_opens_and_the_alerts_api_names_its_baseline(as_user, day, api_as):
+    from apps.monitoring.models import Alert
+
+    alert = Alert.objects.get(source="baseline", target_id=str(day["late"].pk))
+    html = as_user("vera").get(f"/alerts/{alert.pk}/").content.decode()
+    assert "Baseline acme.late report is at risk (biz date 2026-11-19)" in html
+    items = api_as("vera").get("/api/alerts?project=acme").json()["items"]
+    found = {item["id"]: item for item in items}[alert.pk]
+    assert (found["source"], found["trigger"], found["severity"]) == (
+        "baseline",
+        "warning",
+        "warning",
+    )
+    assert (found["baseline"], found["target_type"], found["node"], found["instance"]) == (
+        day["late"].pk,
+        "baseline",
+        None,
+        None,
+    )

@@ -161,6 +161,12 @@ def test_demo_history_has_a_failure_to_diagnose_and_repair(var_dir, users):
     alert = Alert.objects.get(instance=failed, trigger="retries_exhausted")
     assert alert.state == "firing" and alert.rule.name == "Failures"
     assert alert.deliveries.filter(kind="email").exists()
+    # The daily report has its baseline, computed by the monitor's pass.
+    from apps.baselines.models import Baseline
+
+    baseline = Baseline.objects.get(project=project)
+    assert [n.name for n in baseline.key_nodes.all()] == ["rpt_daily_sales"]
+    assert (baseline.committed_time, baseline.priority) == ("09:00", 8)
 
     # The file has arrived since: a rerun with downstream repairs the branch.
     instance_rerun(instance=failed, by=users["root"], source="ui", downstream=True)
