@@ -358,8 +358,13 @@ def _run_one(
     else:
         log.line(runtime_summary(runtime, spec))
         outcome = _execute_in_workdir(instance, attempt, runtime, log)
-    if outcome.killed_for == "timeout" and runtime.timeout_action == TimeoutAction.KILL_AND_RETRY:
-        outcome.reason += " (timeout_action kill_and_retry)"
+    if outcome.killed_for == "timeout":
+        if runtime.timeout_action == TimeoutAction.KILL_AND_RETRY:
+            outcome.reason += " (timeout_action kill_and_retry)"
+        else:
+            # `fail` ends the instance: only kill_and_retry spends retries on a timeout.
+            outcome.reason += " (timeout_action fail: no retry)"
+            outcome.retryable = False
     log.line(
         f"attempt {attempt.number} {outcome.outcome}"
         + (f": {outcome.reason}" if outcome.reason else "")

@@ -49,7 +49,11 @@ def in_thread(target):
 
 def test_the_projects_timeout_and_retries_apply_when_the_node_gives_none(project, users):
     RuntimeConfig.objects.create(
-        project=project, timeout_seconds=1, retries=1, retry_interval_seconds=0
+        project=project,
+        timeout_seconds=1,
+        timeout_action="kill_and_retry",
+        retries=1,
+        retry_interval_seconds=0,
     )
     node = node_create(project, "slow", owner=users["alice"], type="shell", content="sleep 30")
     instance = instance_create(node, SCHEDULED)
@@ -62,13 +66,15 @@ def test_the_projects_timeout_and_retries_apply_when_the_node_gives_none(project
     assert instance.state == "failed"
     first, second = attempts_of(instance)  # one retry, from the project
     for attempt in (first, second):
-        assert attempt.state == "failed" and attempt.reason == "timed out after 1s"
+        assert attempt.state == "failed"
+        assert attempt.reason == "timed out after 1s (timeout_action kill_and_retry)"
         assert attempt.killed_for == "timeout"
         assert attempt.runtime["timeout_seconds"] == {"value": 1, "source": "project"}
         assert attempt.runtime["retries"] == {"value": 1, "source": "project"}
         assert (attempt.finished_at - attempt.started_at).total_seconds() < 10
-    assert "runtime: timeout 1s, fail (project/global); retries 1 every 0s (project)" in log_of(
-        first
+    assert (
+        "runtime: timeout 1s, kill_and_retry (project/project); retries 1 every 0s (project)"
+        in log_of(first)
     )
 
 
@@ -100,13 +106,17 @@ def test_fail_fails_the_timed_out_attempt(project, users):
         content="sleep 30",
         timeout_seconds=1,
         timeout_action="fail",
+        retries=2,
+        retry_interval_seconds=0,
     )
     instance = instance_create(node, SCHEDULED)
     worker.drain(timeout=20)
     instance.refresh_from_db()
     assert instance.state == "failed"
+    # `fail` ends it at the first timeout: the retries are for kill_and_retry.
     (attempt,) = attempts_of(instance)
-    assert attempt.reason == "timed out after 1s" and attempt.killed_for == "timeout"
+    assert attempt.reason == "timed out after 1s (timeout_action fail: no retry)"
+    assert attempt.killed_for == "timeout"
 
 
 def test_kill_and_retry_kills_the_tree_and_retries(project, users, tmp_path):
