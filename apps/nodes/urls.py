@@ -10,6 +10,7 @@ urlpatterns = [
     path("batch", views.nodes_batch, name="batch"),
     path("one-time/", views.node_one_time_list, name="one_time"),
     path("<int:node_id>/", views.node_detail, name="detail"),
+    path("<int:node_id>/history/", views.node_pipeline_history, name="history"),
     path("<int:node_id>/dag.json", views.node_dag_json, name="dag"),
     path("<int:node_id>/run", views.node_run, name="run"),
     path("<int:node_id>/pause", views.node_action, {"action": "pause"}, name="pause"),

@@ -20,11 +20,12 @@ from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect, push_url, trigger_client_event
 
 from apps.configuration.runtime import runtime_for_node
-from apps.core import clock
+from apps.core import clock, dag
 from apps.core.errors import NotFound, OpscenterError, ValidationFailed
 from apps.core.htmx import render_page_or_partial, wants_partial
 from apps.core.pagination import Page, keyset_page
 from apps.instances.choices import WaitReason
+from apps.instances.history import HISTORY_CYCLES, history_cycles, node_history, pipeline_grid
 from apps.instances.models import Instance
 from apps.instances.operations import operate_role
 from apps.projects.choices import ROLE_RANK, Role
@@ -35,7 +36,15 @@ from apps.realtime.views import realtime_panel_context
 from . import operations
 from .choices import Env, NodeStatus, NodeType, ScheduleType
 from .models import Node, NodeDependency, NodeVersion
-from .selectors import NodeFilters, node_dag, node_filter, node_get, node_versions, nodes_visible_to
+from .selectors import (
+    NodeFilters,
+    node_dag,
+    node_downstream_ids,
+    node_filter,
+    node_get,
+    node_versions,
+    nodes_visible_to,
+)
 
 TABLE_ID = "node-table"
 BATCH_ACTIONS = {
@@ -236,13 +245,75 @@ def node_detail(request, node_id: int):
         context["dag_url"] = reverse("nodes:dag", args=[node.id])
         context["dag_depth"] = DEFAULT_DAG_DEPTH
         # Every runtime setting with the level it comes from (SPEC 9).
-        context["runtime"] = runtime_for_node(node).rows()
+        runtime = runtime_for_node(node)
+        context["runtime"] = runtime.rows()
+        try:
+            cycles = history_cycles(request.GET.get("cycles", ""))
+        except ValidationFailed:
+            cycles = HISTORY_CYCLES[0]
+        history = node_history(node=node, cycles=cycles, timeout=runtime.timeout)
+        context.update(
+            history=history,
+            history_chart=history.chart(),
+            history_cycles=cycles,
+            history_choices=HISTORY_CYCLES,
+        )
     return render_page_or_partial(
         request,
         page="nodes/detail.html",
         partial="nodes/_versions.html",
         context=context,
         status=422 if context["diff_errors"] else 200,
+    )
+
+
+@login_required
+@require_GET
+def node_pipeline_history(request, node_id: int):
+    """nodes × biz dates: the node with its downstream (`?depth=`), or a chosen set of
+    nodes (`?nodes=1,2,3`), over the last `?days=` (30 or 90) biz dates."""
+    node = _node_or_404(request, node_id)
+    errors = []
+    try:
+        days = history_cycles(request.GET.get("days", ""))
+    except ValidationFailed as exc:
+        errors += [{**e, "field": "days"} for e in exc.errors]
+        days = HISTORY_CYCLES[0]
+    raw_nodes = request.GET.get("nodes", "").strip()
+    visible = nodes_visible_to(request.user)
+    if raw_nodes:
+        parts = [p.strip() for p in raw_nodes.split(",") if p.strip()]
+        if not all(p.isdigit() for p in parts):
+            errors.append({"field": "nodes", "message": "node ids separated by commas"})
+            parts = []
+        ids = [node.id, *(int(p) for p in parts if int(p) != node.id)]
+    else:
+        depth = request.GET.get("depth", "").strip()
+        if depth and not (depth.isdigit() and 1 <= int(depth) <= 10):
+            errors.append({"field": "depth", "message": "a whole number from 1 to 10"})
+            depth = ""
+        below = dag.descendants([node.id], node_downstream_ids, depth=int(depth) if depth else None)
+        ids = [node.id, *sorted(below, key=lambda i: (below[i], i))]
+    shown = {n.id: n for n in visible.filter(pk__in=ids).select_related("project")}
+    nodes = [shown[i] for i in ids if i in shown]
+    until = _default_biz_date(node)
+    grid = pipeline_grid(nodes=nodes, days=days, until=until)
+    rows = [{"node": n, "cells": cells} for n, cells in zip(grid.nodes, grid.cells, strict=True)]
+    return render_page_or_partial(
+        request,
+        page="nodes/history.html",
+        partial="nodes/history.html",
+        context={
+            "node": node,
+            "grid": grid,
+            "rows": rows,
+            "days": days,
+            "day_choices": HISTORY_CYCLES,
+            "chosen": raw_nodes,
+            "hidden": len(ids) - len(nodes),
+            "errors": errors,
+        },
+        status=422 if errors else 200,
     )
 
 
