@@ -1,10 +1,11 @@
 from django.urls import path
 
-from . import views
+from . import history_views, views
 
 app_name = "instances"
 urlpatterns = [
     path("", views.instance_list, name="list"),
+    path("timeline/", history_views.instance_timeline, name="timeline"),
     path("export.csv", views.instance_export, name="export"),
     path("batch/", views.instance_batch, name="batch"),
     path("<int:instance_id>/", views.instance_detail, name="detail"),
