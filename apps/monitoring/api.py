@@ -27,6 +27,7 @@ class TrendDayOut(Schema):
     succeeded: int
     failed: int
     avg_duration_seconds: float | None
+    failed_attempts: int = Field(0, description="failed attempts, retried ones included")
 
 
 class FailureRankOut(Schema):
@@ -34,6 +35,16 @@ class FailureRankOut(Schema):
     node_name: str
     project: str
     failures: int
+    last_failed_at: datetime.datetime | None
+    failed_attempts: int = Field(0, description="failed attempts, retried ones included")
+
+
+class FlakyRankOut(Schema):
+    node: int
+    node_name: str
+    project: str
+    flaky_instances: int = Field(description="succeeded instances with a failed attempt")
+    failed_attempts: int
     last_failed_at: datetime.datetime | None
 
 
@@ -113,6 +124,9 @@ class OverviewOut(Schema):
     today: TodayOut
     trend: list[TrendDayOut]
     failure_ranking: list[FailureRankOut]
+    flaky_ranking: list[FlakyRankOut] = Field(
+        default_factory=list, description="nodes whose instances succeeded after failed attempts"
+    )
     longest_running: list[RunningOut]
     waiting_longest: list[WaitingOut]
     open_alerts: OpenAlertsOut
@@ -121,6 +135,10 @@ class OverviewOut(Schema):
     baselines_at_risk: list[BaselineAtRiskOut] = Field(
         default_factory=list, description="open baseline cycles in warning or broken"
     )
+
+
+def _local(moment: datetime.datetime | None, timezone: str) -> datetime.datetime | None:
+    return moment.astimezone(zoneinfo.ZoneInfo(timezone)) if moment else None
 
 
 def overview_out(overview: Overview) -> dict:
@@ -146,6 +164,7 @@ def overview_out(overview: Overview) -> dict:
                 "succeeded": day.succeeded,
                 "failed": day.failed,
                 "avg_duration_seconds": day.avg_duration_seconds,
+                "failed_attempts": day.failed_attempts,
             }
             for day in overview.trend
         ],
@@ -155,13 +174,21 @@ def overview_out(overview: Overview) -> dict:
                 "node_name": rank.node_name,
                 "project": rank.project_code,
                 "failures": rank.failures,
-                "last_failed_at": rank.last_failed_at.astimezone(
-                    zoneinfo.ZoneInfo(rank.project_timezone)
-                )
-                if rank.last_failed_at
-                else None,
+                "last_failed_at": _local(rank.last_failed_at, rank.project_timezone),
+                "failed_attempts": rank.failed_attempts,
             }
             for rank in overview.failure_ranking
+        ],
+        "flaky_ranking": [
+            {
+                "node": rank.node_id,
+                "node_name": rank.node_name,
+                "project": rank.project_code,
+                "flaky_instances": rank.flaky_instances,
+                "failed_attempts": rank.failed_attempts,
+                "last_failed_at": _local(rank.last_failed_at, rank.project_timezone),
+            }
+            for rank in overview.flaky_ranking
         ],
         "longest_running": [
             {

@@ -29,10 +29,11 @@ from django.db.models import (
     QuerySet,
     Sum,
 )
+from django.db.models.functions import Coalesce
 
 from apps.core import clock
 from apps.core.errors import ValidationFailed
-from apps.instances.choices import InstanceKind, InstanceState, WaitReason
+from apps.instances.choices import AttemptState, InstanceKind, InstanceState, WaitReason
 from apps.instances.models import Instance
 from apps.projects.models import Project
 from apps.projects.selectors import projects_visible_to
@@ -75,6 +76,9 @@ class TrendDay:
     succeeded: int = 0
     failed: int = 0
     avg_duration_seconds: float | None = None
+    # Attempts that failed, retried ones included: a day whose retries all rescued their
+    # instances still shows its failures here.
+    failed_attempts: int = 0
 
 
 @dataclass
@@ -83,7 +87,21 @@ class FailureRank:
     node_name: str
     project_code: str
     project_timezone: str
-    failures: int
+    failures: int  # failed instances
+    last_failed_at: datetime.datetime | None
+    failed_attempts: int = 0  # failed attempts, those a retry rescued included
+
+
+@dataclass
+class FlakyRank:
+    """A node whose attempts failed although its instances then succeeded on a retry."""
+
+    node_id: int
+    node_name: str
+    project_code: str
+    project_timezone: str
+    flaky_instances: int  # succeeded instances with at least one failed attempt
+    failed_attempts: int  # their failed attempts
     last_failed_at: datetime.datetime | None
 
 
@@ -123,6 +141,7 @@ class Overview:
     today: TodaySummary
     trend: list[TrendDay]
     failure_ranking: list[FailureRank]
+    flaky_ranking: list[FlakyRank] = field(default_factory=list)
     longest_running: list[Instance] = field(default_factory=list)
     waiting_longest: list[Instance] = field(default_factory=list)
     open_alerts: OpenAlerts = field(default_factory=OpenAlerts)
@@ -196,8 +215,11 @@ def overview_get(
         return overview
     scope = Instance.objects.filter(project_id__in=list(today_by_project))
     overview.today = _today(scope, today_by_project)
-    overview.trend = _fill_trend(start, end, _trend_rows(scope, start, end))
+    overview.trend = _fill_trend(
+        start, end, _trend_rows(scope, start, end), _failed_attempt_rows(scope, start, end)
+    )
     overview.failure_ranking = _failure_ranking(scope, start, end)
+    overview.flaky_ranking = _flaky_ranking(scope, start, end)
     listed = scope.select_related("node", "project", "resource_group")
     overview.longest_running = list(
         listed.filter(state=InstanceState.RUNNING).order_by("started_at", "id")[:LIST_LIMIT]
@@ -276,7 +298,17 @@ def _trend_rows(scope: QuerySet[Instance], start: datetime.date, end: datetime.d
     )
 
 
-def _fill_trend(start: datetime.date, end: datetime.date, rows) -> list[TrendDay]:
+def _failed_attempt_rows(scope: QuerySet[Instance], start: datetime.date, end: datetime.date):
+    """Failed attempts per biz date, whatever their instance became."""
+    return (
+        scope.filter(biz_date__range=(start, end), attempts__state=AttemptState.FAILED)
+        .values("biz_date")
+        .annotate(failed_attempts=Count("attempts__id"))
+        .order_by()
+    )
+
+
+def _fill_trend(start: datetime.date, end: datetime.date, rows, attempt_rows=()) -> list[TrendDay]:
     """One entry per biz date of the period, zeros where nothing finished."""
     found = {}
     for row in rows:
@@ -287,6 +319,9 @@ def _fill_trend(start: datetime.date, end: datetime.date, rows) -> list[TrendDay
             failed=row["failed"],
             avg_duration_seconds=round(_seconds(avg), 3) if avg is not None else None,
         )
+    for row in attempt_rows:
+        trend_day = found.setdefault(row["biz_date"], TrendDay(biz_date=row["biz_date"]))
+        trend_day.failed_attempts = row["failed_attempts"]
     days = (end - start).days + 1
     dates = [start + datetime.timedelta(days=i) for i in range(days)]
     return [found.get(day) or TrendDay(biz_date=day) for day in dates]
@@ -302,11 +337,25 @@ def _seconds(value) -> float:
 def _failure_ranking(
     scope: QuerySet[Instance], start: datetime.date, end: datetime.date
 ) -> list[FailureRank]:
+    """Nodes by failed instances, then failed attempts, in one aggregate: instances that
+    failed or had a failed attempt, joined to those attempts, grouped by node. A node whose
+    retries rescued every instance is there too, ranked by the attempts that failed, after
+    the nodes whose instances still failed (those need the operator first)."""
+    failed_attempt = Q(attempts__state=AttemptState.FAILED)
+    failed = Q(state=InstanceState.FAILED)
     rows = (
-        scope.filter(biz_date__range=(start, end), state=InstanceState.FAILED)
+        scope.filter(biz_date__range=(start, end))
+        .filter(failed | failed_attempt)
         .values("node_id", "node__name", "project__code", "project__timezone")
-        .annotate(failures=Count("id"), last_failed_at=Max("finished_at"))
-        .order_by("-failures", "node__name", "node_id")[:LIST_LIMIT]
+        .annotate(
+            failures=Count("id", distinct=True, filter=failed),
+            failed_attempts=Count("attempts__id", filter=failed_attempt),
+            last_failed_at=Coalesce(
+                Max("attempts__finished_at", filter=failed_attempt),
+                Max("finished_at", filter=failed),
+            ),
+        )
+        .order_by("-failures", "-failed_attempts", "node__name", "node_id")[:LIST_LIMIT]
     )
     return [
         FailureRank(
@@ -315,6 +364,39 @@ def _failure_ranking(
             project_code=row["project__code"],
             project_timezone=row["project__timezone"],
             failures=row["failures"],
+            last_failed_at=row["last_failed_at"],
+            failed_attempts=row["failed_attempts"],
+        )
+        for row in rows
+    ]
+
+
+def _flaky_ranking(
+    scope: QuerySet[Instance], start: datetime.date, end: datetime.date
+) -> list[FlakyRank]:
+    """Nodes whose instances succeeded after failed attempts, one aggregate by node."""
+    rows = (
+        scope.filter(
+            biz_date__range=(start, end),
+            state=InstanceState.SUCCEEDED,
+            attempts__state=AttemptState.FAILED,
+        )
+        .values("node_id", "node__name", "project__code", "project__timezone")
+        .annotate(
+            flaky_instances=Count("id", distinct=True),
+            failed_attempts=Count("attempts__id"),
+            last_failed_at=Max("attempts__finished_at"),
+        )
+        .order_by("-flaky_instances", "-failed_attempts", "node__name", "node_id")[:LIST_LIMIT]
+    )
+    return [
+        FlakyRank(
+            node_id=row["node_id"],
+            node_name=row["node__name"],
+            project_code=row["project__code"],
+            project_timezone=row["project__timezone"],
+            flaky_instances=row["flaky_instances"],
+            failed_attempts=row["failed_attempts"],
             last_failed_at=row["last_failed_at"],
         )
         for row in rows

@@ -154,6 +154,7 @@ def _chart_data(data) -> dict:
         "labels": [day.biz_date.isoformat() for day in data.trend],
         "succeeded": [day.succeeded for day in data.trend],
         "failed": [day.failed for day in data.trend],
+        "failed_attempts": [day.failed_attempts for day in data.trend],
         "avg_duration_seconds": [day.avg_duration_seconds for day in data.trend],
         "colors": {
             "succeeded": InstanceState.SUCCEEDED.color,

@@ -152,9 +152,14 @@ def test_demo_history_has_a_failure_to_diagnose_and_repair(var_dir, users):
     assert blocker.detail["root_causes"][0]["id"] == failed.pk
     assert any(a["action"] == "rerun" and a["target"] == failed.pk for a in blocker.actions)
 
-    # The overview shows it at once: in the failure ranking, its child among the waiting.
+    # The overview shows it at once: first in the failure ranking, its child among the
+    # waiting; the flaky feed, rescued by its retries, after it and among the flaky nodes.
     overview = overview_get(user=users["root"], project=project)
-    assert [rank.node_name for rank in overview.failure_ranking] == ["load_returns"]
+    assert [rank.node_name for rank in overview.failure_ranking] == [
+        "load_returns",
+        "sync_partner_feed",
+    ]
+    assert [rank.node_name for rank in overview.flaky_ranking] == ["sync_partner_feed"]
     assert waiting in overview.waiting_longest
 
     # The monitor paged about it: a firing alert for the failed instance.

@@ -30,6 +30,7 @@ def test_overview_answers_the_numbers(data, api_as):
         "succeeded": 2,
         "failed": 1,
         "avg_duration_seconds": 70.0,
+        "failed_attempts": 0,
     }
     assert body["failure_ranking"] == [
         {
@@ -38,8 +39,10 @@ def test_overview_answers_the_numbers(data, api_as):
             "project": "acme",
             "failures": 3,
             "last_failed_at": "2026-11-22T08:00:40+08:00",
+            "failed_attempts": 0,
         }
     ]
+    assert body["flaky_ranking"] == []
     [running] = body["longest_running"]
     assert running["id"] == data["flaky"].id
     assert running["running_seconds"] == 28500.0  # since 02:05, at 10:00 (Shanghai)
