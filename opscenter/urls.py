@@ -2,11 +2,15 @@ from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import RedirectView
 
+from apps.instances.search_views import search, search_nodes
+
 from .api import api
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="overview:index", permanent=False)),
     path("admin/", admin.site.urls),
+    path("search/", search, name="search"),
+    path("search/nodes", search_nodes, name="search_nodes"),
     path("api/", api.urls),
     path("", include("apps.accounts.urls")),
     path("instances/", include("apps.instances.urls")),
