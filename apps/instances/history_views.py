@@ -164,6 +164,8 @@ def _chart(timeline, start, end, tz) -> dict:
             {
                 "x": round(LABEL_WIDTH + plot * n / TICKS, 2),
                 "label": moment.astimezone(tz).strftime("%m-%d %H:%M"),
+                # The last label ends at the right edge instead of running past it.
+                "anchor": "end" if n == TICKS else "middle",
             }
         )
     height = AXIS_HEIGHT + max(len(lanes), 1) * LANE_HEIGHT + 4

@@ -71,6 +71,7 @@ def test_timeline_shows_queue_and_run_per_resource_group(client, users, day):
     assert str(day["waiting"].id) not in bars(html)  # never queued: nothing to draw
     # The window runs from the first queue (00:00) to now (04:00, the running one).
     assert "2026-11-22 00:00 → 2026-11-22 04:00 (UTC)" in html
+    assert re.findall(r'text-anchor="(\w+)">[^<]+</text>', html) == ["middle"] * 6 + ["end"]
     # ingest: queued 00:00-00:10 then ran 00:10-01:00; 840 units over 4 h.
     ingest = html.split(f'data-instance="{day["ingest"].id}"')[1].split("</a>")[0]
     assert '<rect class="queue" x="160.0" y="' in ingest and 'width="35.0"' in ingest
