@@ -16,6 +16,7 @@ own project's timezone.
 """
 
 import datetime
+from collections import deque
 from dataclasses import asdict, dataclass, field
 
 from django.conf import settings
@@ -23,7 +24,7 @@ from django.conf import settings
 from apps.core import clock, dag
 from apps.projects.selectors import projects_visible_to
 
-from . import admission
+from . import admission, logs
 from .admission import Blocker
 from .choices import DONE_FOR_DOWNSTREAM, InstanceKind, InstanceState, WaitReason
 from .dispatcher import ready_now
@@ -118,7 +119,12 @@ def diagnose(instance: Instance, *, now: datetime.datetime | None = None, viewer
     if instance.state == InstanceState.QUEUED and (overdue := _queued_overdue(instance, now)):
         return overdue
     if instance.state != InstanceState.PENDING:
-        return Diagnosis(instance=instance.pk, state=instance.state, summary=_not_pending(instance))
+        result = Diagnosis(
+            instance=instance.pk, state=instance.state, summary=_not_pending(instance)
+        )
+        if instance.state == InstanceState.FAILED and (excerpt := _error_excerpt(instance)):
+            result.notes.append(excerpt)
+        return result
     names = _Names(_visible_project_ids(viewer))
 
     result = Diagnosis(instance=instance.pk, state=instance.state, summary="")
@@ -212,6 +218,27 @@ def _queued_overdue(instance: Instance, now: datetime.datetime) -> Diagnosis | N
                 detail={"queued_seconds": waited, "timeout_seconds": timeout},
             )
         ],
+    )
+
+
+def _error_excerpt(instance: Instance) -> Note | None:
+    """The last error lines of the failed instance's last attempt (its last lines when
+    none looks like an error), so the cause is read without opening the log."""
+    attempt = Attempt.objects.filter(instance=instance).order_by("-number").first()
+    if attempt is None or not attempt.log_size:
+        return None
+    lines = logs.error_excerpt(attempt=attempt)
+    message = f"the last error lines of attempt {attempt.number}"
+    if not lines:
+        start = max(attempt.log_size - logs.EXCERPT_SCAN_CHARS, 0)
+        lines = list(deque(logs.log_lines(attempt, start=start), logs.EXCERPT_LINES))
+        message = f"the last lines of attempt {attempt.number} (none looks like an error)"
+    if not lines:
+        return None
+    return Note(
+        kind="error_excerpt",
+        message=message,
+        detail={"attempt": attempt.number, "lines": [line.as_dict() for line in lines]},
     )
 
 

@@ -61,6 +61,7 @@ from .diagnosis import diagnose
 from .exports import instances_csv
 from .forms import BatchForm, OperationForm
 from .graph import MAX_LEVELS, instance_graph
+from .logs import log_html
 from .models import Attempt, Instance, InstanceDependency
 from .selectors import (
     InstanceFilters,
@@ -785,6 +786,7 @@ def _log_context(attempt: Attempt | None, *, offset: int | None = None) -> dict:
     return {
         "attempt": attempt,
         "log_text": text,
+        "log_html": log_html(text),
         "log_offset": offset + len(text),
         "log_skipped": skipped,
         "log_more": more,
