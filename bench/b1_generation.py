@@ -132,4 +132,5 @@ def _fields(model_name: str):
     from django.apps import apps
 
     model = apps.get_model("instances", model_name)
-    return model._meta.concrete_fields
+    # Generated columns are computed by the database, never written.
+    return [f for f in model._meta.concrete_fields if not getattr(f, "generated", False)]

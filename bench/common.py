@@ -189,12 +189,14 @@ def load(table: str, columns: Sequence[str], rows: Iterable[Sequence]) -> None:
 
 
 def column_types(table: str) -> list[tuple[str, str]]:
-    """(column, PostgreSQL type name) of every column of `table`, in table order."""
+    """(column, PostgreSQL type name) of every column of `table` that can be written (not
+    a generated one), in table order."""
     with connection.cursor() as cursor:
         cursor.execute(
             """
             SELECT a.attname, t.typname FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
             WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped
+              AND a.attgenerated = ''
             ORDER BY a.attnum
             """,
             [table],
