@@ -73,6 +73,7 @@ INSTALLED_APPS = [
     "apps.baselines",
     "apps.quality",
     "apps.notifications",
+    "apps.health",
     "apps.demo",
 ]
 
@@ -301,6 +302,10 @@ OPSCENTER_GROUP_QUEUES = dict(
 # the attempt's worker is declared lost.
 OPSCENTER_HEARTBEAT_SECONDS = envfloat("OPSCENTER_HEARTBEAT_SECONDS", 5)
 OPSCENTER_HEARTBEAT_TIMEOUT = envfloat("OPSCENTER_HEARTBEAT_TIMEOUT", 60)
+# The health page shows a django-q2 cluster or a realtime supervisor as dead when its
+# last heartbeat is older than this, and forgets a cluster not seen for the hours after.
+OPSCENTER_CLUSTER_DEAD_SECONDS = envfloat("OPSCENTER_CLUSTER_DEAD_SECONDS", 30)
+OPSCENTER_CLUSTER_FORGET_HOURS = envint("OPSCENTER_CLUSTER_FORGET_HOURS", 24)
 # A queued instance that no worker has taken after this long (its task was lost with a
 # crashed cluster) is handed out again by the dispatcher.
 OPSCENTER_QUEUED_TIMEOUT_SECONDS = envfloat("OPSCENTER_QUEUED_TIMEOUT_SECONDS", 300)

@@ -24,4 +24,5 @@ urlpatterns = [
     path("configuration/", include("apps.configuration.capacity_urls")),
     path("resources/", include("apps.monitoring.resources_urls")),
     path("quality/", include("apps.quality.urls")),
+    path("health/", include("apps.health.urls")),
 ]

@@ -45,6 +45,7 @@ NAV_ITEMS = [
     ("Configuration", "configuration:resource_groups"),
     ("Resources", "resources:index"),
     ("Quality", "quality:rules"),
+    ("Health", "health:index"),
 ]
 
 

@@ -1,0 +1,15 @@
+from django.apps import AppConfig
+
+
+class HealthConfig(AppConfig):
+    name = "apps.health"
+    label = "health"
+
+    def ready(self) -> None:
+        # The monitor's minute pass records the clusters it sees, so one that dies
+        # between two views of the health page is still shown, as dead.
+        from apps.monitoring.tasks import MINUTE_CHECKS
+
+        from .services import clusters_record
+
+        MINUTE_CHECKS["clusters_seen"] = clusters_record
