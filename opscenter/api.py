@@ -279,6 +279,7 @@ def _add_routers() -> None:
     api.add_router("/runtime-config", "apps.configuration.runtime_api.router")
     api.add_router("/resources", "apps.monitoring.resources_api.router")
     api.add_router("/field-rules", "apps.quality.api.router")
+    api.add_router("/health", "apps.health.api.router")
 
 
 _add_routers()

@@ -202,3 +202,35 @@ def test_the_main_menu_links_the_page(client, users):
     client.force_login(users["vera"])
     html = client.get("/health/").content.decode()
     assert '<a href="/health/" class="active" aria-current="page">Health</a>' in html
+
+
+@pytest.mark.django_db
+def test_the_api_answers_the_same(api_as, client, supervised, settings):
+    settings.OPSCENTER_CLUSTER_DEAD_SECONDS = 30
+    now = clock.now()
+    ClusterSeen.objects.create(
+        cluster_id="c1",
+        host="etl-1",
+        pid=42,
+        queue="etl",
+        status="Idle",
+        workers=4,
+        heartbeat_at=now - datetime.timedelta(seconds=40),
+        first_seen_at=now,
+    )
+    response = api_as("olga").get("/api/health")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["dead"] == 2 and body["dead_after_seconds"] == 30
+    [cluster] = body["clusters"]
+    assert (cluster["host"], cluster["queue"], cluster["alive"], cluster["status"]) == (
+        "etl-1",
+        "etl",
+        False,
+        "dead",
+    )
+    assert [(s["name"], s["alive"], s["workers"]) for s in body["supervisors"]] == [
+        ("rt-2:200", False, 1),
+        ("rt-1:100", True, 2),
+    ]
+    assert client.get("/api/health").status_code == 401
