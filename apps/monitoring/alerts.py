@@ -172,6 +172,7 @@ def _send(
         recipients=recipients if recipients is not None else notifications.recipients_of(usernames),
         suppressed=suppressed,
         now=now,
+        project_id=alert.project_id,
     )
 
 
@@ -229,7 +230,8 @@ def alerts_raise(hits: Iterable[Hit], *, now: datetime.datetime) -> list[Alert]:
         return []
     contexts: dict[tuple, _RuleContext] = {}
     touched = []
-    with transaction.atomic():
+    # One transaction, and the deliveries of the whole batch queued at once after it.
+    with transaction.atomic(), notifications.enqueue_batch():
         keys = [hit.key for hit in hits]
         open_alerts = {
             alert.dedup_key: alert
@@ -389,7 +391,7 @@ def alerts_resolve_for_instances(why: dict[int, str], *, now: datetime.datetime)
     if not ids:
         return []
     resolved = []
-    with transaction.atomic():
+    with transaction.atomic(), notifications.enqueue_batch():
         alerts = list(
             Alert.objects.select_for_update(of=("self",))
             .filter(instance_id__in=ids, state__in=OPEN_STATES)

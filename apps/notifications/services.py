@@ -12,6 +12,7 @@ import datetime
 import json
 import logging
 import re
+import threading
 from collections.abc import Iterable, Sequence
 from functools import partial
 from typing import Any
@@ -96,6 +97,35 @@ def recipients_of(usernames: Iterable[str]) -> list[Recipient]:
 # --- sending ------------------------------------------------------------------------------
 
 
+class _EnqueueBatch:
+    """The pending deliveries notify() made inside `enqueue_batch()`: queued together
+    after the commit, one broker connection for the whole batch."""
+
+    def __init__(self) -> None:
+        self.ids: list[int] = []
+        self.now: datetime.datetime | None = None
+
+
+_batch = threading.local()
+
+
+@contextlib.contextmanager
+def enqueue_batch():
+    """Inside it (and inside a transaction), notify() only collects the pending
+    deliveries; leaving it queues them all after the commit at once. An alert storm
+    raises thousands of alerts in one transaction: one queueing call, not thousands."""
+    if getattr(_batch, "current", None) is not None:  # nested: the outer one queues
+        yield
+        return
+    batch = _batch.current = _EnqueueBatch()
+    try:
+        yield
+    finally:
+        _batch.current = None
+    if batch.ids:
+        transaction.on_commit(partial(enqueue_deliveries, batch.ids, now=batch.now), robust=True)
+
+
 def notify(
     *,
     alert_id: int | None,
@@ -104,6 +134,7 @@ def notify(
     recipients: Sequence[Recipient],
     suppressed: bool = False,
     now: datetime.datetime,
+    project_id: int | None = None,
 ) -> list[Delivery]:
     """Record the deliveries of `message` through every enabled channel and queue the
     pending ones after the commit. Email: one per address; sms and phone: one per
@@ -113,8 +144,7 @@ def notify(
     that says so. No query per delivery: the rows are written in bulk."""
     if message.event not in EVENTS:
         raise ValueError(f"unknown event {message.event!r}: one of {', '.join(EVENTS)}")
-    project_id = None
-    if alert_id is not None:
+    if project_id is None and alert_id is not None:
         from apps.monitoring.models import Alert
 
         project_id = Alert.objects.filter(pk=alert_id).values_list("project_id", flat=True).first()
@@ -147,7 +177,12 @@ def notify(
         created = Delivery.objects.bulk_create(rows, batch_size=BULK_BATCH)
         pending = [d.pk for d in created if d.state == DeliveryState.PENDING]
         if pending:
-            transaction.on_commit(partial(enqueue_deliveries, pending, now=now), robust=True)
+            batch = getattr(_batch, "current", None)
+            if batch is not None:
+                batch.ids.extend(pending)
+                batch.now = now
+            else:
+                transaction.on_commit(partial(enqueue_deliveries, pending, now=now), robust=True)
     return created
 
 

@@ -451,3 +451,20 @@ def test_the_monitor_command_runs_one_pass(project, users, webhook):
     call_command("opscenter", "monitor", stdout=out)
     assert "events: 3" in out.getvalue()
     assert Alert.objects.filter(instance=instance, state="firing").count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_storm_queues_its_deliveries_once_per_batch(project, users, webhook, monkeypatch):
+    rule_create(project, webhook)
+    node = node_create(project, "a", owner=users["alice"])
+    for n in range(12):
+        fail(running_attempt(instance_create(node, SCHEDULED + n * MIN), T0), T0)
+    calls = []
+    monkeypatch.setattr(
+        notifications, "enqueue_deliveries", lambda ids, now=None: calls.append(list(ids))
+    )
+    events.events_consume(now=T0)
+    # Twelve alerts, twelve deliveries: one queueing call after the batch's commit.
+    assert Alert.objects.count() == 12
+    assert [len(ids) for ids in calls] == [12]
+    assert sorted(calls[0]) == sorted(Delivery.objects.values_list("pk", flat=True))
