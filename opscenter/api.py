@@ -266,6 +266,7 @@ def _add_routers() -> None:
     api.add_router("/projects", publish_router)
     api.add_router("/nodes", nodes_router)
     api.add_router("/instances", instances_router)
+    api.add_router("/instances", "apps.instances.log_api.router")
     api.add_router("/backfills", "apps.backfills.api.router")
     api.add_router("/overview", "apps.monitoring.api.router")
     api.add_router("/monitor-rules", "apps.monitoring.api_rules.rules_router")

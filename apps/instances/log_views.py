@@ -29,27 +29,6 @@ def _attempt(instance: Instance, raw: str | None) -> Attempt:
     return attempt
 
 
-def _tail(raw: str | None) -> int:
-    if raw in (None, ""):
-        return logs.TAIL_DEFAULT
-    if not raw.isdigit() or not 1 <= int(raw) <= logs.TAIL_MAX:
-        raise ValidationFailed(
-            "invalid tail",
-            [{"field": "tail", "message": f"a whole number from 1 to {logs.TAIL_MAX}"}],
-        )
-    return int(raw)
-
-
-def _query(raw: str | None) -> str:
-    query = (raw or "").strip()
-    if len(query) > logs.SEARCH_MAX_CHARS:
-        raise ValidationFailed(
-            "invalid q",
-            [{"field": "q", "message": f"at most {logs.SEARCH_MAX_CHARS} characters"}],
-        )
-    return query
-
-
 @login_required
 def instance_log_view(request, instance_id: int):
     instance = _instance_or_404(request, instance_id)
@@ -57,8 +36,8 @@ def instance_log_view(request, instance_id: int):
     errors: list[dict] = []
     query, tail = "", logs.TAIL_DEFAULT
     try:
-        query = _query(request.GET.get("q"))
-        tail = _tail(request.GET.get("tail"))
+        query = logs.search_query(request.GET.get("q"))
+        tail = logs.tail_lines(request.GET.get("tail"))
     except ValidationFailed as exc:
         errors = exc.errors
     search = logs.log_search(attempt=attempt, query=query) if query and not errors else None

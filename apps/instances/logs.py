@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
+from apps.core.errors import ValidationFailed
+
 from .models import Attempt, AttemptLogChunk
 
 # Lines an operator looks for first when something failed.
@@ -62,6 +64,27 @@ class LogSearch:
     @property
     def truncated(self) -> bool:
         return self.matches > len(self.lines)
+
+
+def tail_lines(raw: str | int | None) -> int:
+    """?tail=N checked: a whole number from 1 to TAIL_MAX (TAIL_DEFAULT when not given)."""
+    if raw in (None, ""):
+        return TAIL_DEFAULT
+    if not str(raw).isdigit() or not 1 <= int(raw) <= TAIL_MAX:
+        raise ValidationFailed(
+            "invalid tail", [{"field": "tail", "message": f"a whole number from 1 to {TAIL_MAX}"}]
+        )
+    return int(raw)
+
+
+def search_query(raw: str | None) -> str:
+    """?q= checked: at most SEARCH_MAX_CHARS characters, surrounding blanks dropped."""
+    query = (raw or "").strip()
+    if len(query) > SEARCH_MAX_CHARS:
+        raise ValidationFailed(
+            "invalid q", [{"field": "q", "message": f"at most {SEARCH_MAX_CHARS} characters"}]
+        )
+    return query
 
 
 def log_chunks(attempt: Attempt, *, start: int = 0) -> Iterator[str]:

@@ -163,3 +163,45 @@ def test_a_rerun_links_to_the_attempt_it_replaced(olga, failed):
         f'<a class="log-replaced" data-replaced="1" href="/instances/{failed.id}/?attempt=1">'
         "replaces attempt #1</a>"
     ) in panel
+
+
+def test_api_searches_and_tails_the_log(api_as, failed):
+    client = api_as("olga")
+    body = client.get(f"/api/instances/{failed.id}/log/lines?q=ORDERS").json()
+    assert (body["attempt"], body["q"], body["matches"], body["truncated"]) == (
+        1,
+        "ORDERS",
+        3,
+        False,
+    )
+    assert [(line["number"], line["spans"]) for line in body["lines"]] == [
+        (2, [[8, 14]]),
+        (8, [[9, 15]]),
+        (9, [[20, 26]]),
+    ]
+    body = client.get(f"/api/instances/{failed.id}/log/lines?attempt=1&tail=2").json()
+    assert body["matches"] is None
+    assert body["lines"] == [
+        {"number": 8, "text": "retrying orders", "error": False, "spans": []},
+        {"number": 9, "text": "FATAL: giving up on orders", "error": True, "spans": []},
+    ]
+
+
+@pytest.mark.parametrize(
+    "query, status, field",
+    [
+        ("tail=0", 422, "tail"),
+        ("tail=x", 422, "tail"),
+        ("q=" + "y" * 201, 422, "q"),
+        ("attempt=5", 404, "attempt"),
+    ],
+)
+def test_api_refuses_bad_log_parameters(api_as, failed, query, status, field):
+    response = api_as("olga").get(f"/api/instances/{failed.id}/log/lines?{query}")
+    assert response.status_code == status
+    assert response.json()["errors"][0]["field"] == field
+
+
+def test_api_log_lines_of_a_stranger_or_anonymous(api_as, client, failed):
+    assert api_as("stranger").get(f"/api/instances/{failed.id}/log/lines").status_code == 404
+    assert client.get(f"/api/instances/{failed.id}/log/lines").status_code == 401
