@@ -74,6 +74,20 @@
             tension: 0.2,
             yAxisID: "duration",
             order: 1
+          },
+          {
+            // Failed attempts, retried ones included: above the failed bar when
+            // retries failed before an instance succeeded or failed for good.
+            type: "line",
+            label: "Failed attempts",
+            data: data.failed_attempts || [],
+            borderColor: badgeColor(colors.failed, 0.9),
+            backgroundColor: badgeColor(colors.failed, 0.9),
+            borderDash: [4, 3],
+            borderWidth: 1.5,
+            pointRadius: 2,
+            yAxisID: "count",
+            order: 0
           }
         ]
       },

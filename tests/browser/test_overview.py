@@ -65,6 +65,7 @@ def chart_summary(page) -> dict:
                 succeeded: chart.data.datasets[0].data.reduce((a, b) => a + b, 0),
                 failed: chart.data.datasets[1].data.reduce((a, b) => a + b, 0),
                 colors: chart.data.datasets.map((d) => d.backgroundColor),
+                datasets: chart.data.datasets.map((d) => d.label),
             };
         }"""
     )
@@ -79,6 +80,7 @@ def test_overview_draws_the_trend_chart(page, login, history, live_server, scree
     # The colours are the badges' colours: green successes, red failures.
     assert summary["colors"][0].startswith("rgba(23, 106, 51")
     assert summary["colors"][1].startswith("rgba(166, 27, 17")
+    assert summary["datasets"][-1] == "Failed attempts"
     expect(page.locator("#today .count")).to_have_text("4")
     expect(page.locator("#longest-running")).to_contain_text("load_events")
     expect(page.locator("#waiting-longest")).to_contain_text("events_rollup")
