@@ -37,3 +37,37 @@ def clusters_record(*, now: datetime.datetime | None = None, found: list | None 
     forget = now - datetime.timedelta(hours=settings.OPSCENTER_CLUSTER_FORGET_HOURS)
     ClusterSeen.objects.filter(heartbeat_at__lt=forget).delete()
     return len(found)
+
+
+CLUSTER_DEAD = "cluster_dead"
+
+
+def dead_clusters_alert(*, now: datetime.datetime | None = None) -> int:
+    """The monitor's minute check: a system alert per dead cluster or real-time
+    supervisor, resolved when it is back (or forgotten). Answers the alerts fired."""
+    from apps.monitoring.alerts import system_alerts_sync
+
+    from .selectors import health_get
+
+    now = now or clock.now()
+    health = health_get(now=now)
+    current = {}
+    for cluster in health.clusters:
+        if not cluster.alive:
+            current[f"cluster:{cluster.cluster_id}"] = (
+                f"cluster {cluster.queue or '?'} on {cluster.host}:{cluster.pid} is dead",
+                f"no heartbeat since {cluster.heartbeat_at.isoformat(timespec='seconds')}",
+            )
+    for supervisor in health.supervisors:
+        if not supervisor.alive:
+            since = (
+                supervisor.heartbeat_at.isoformat(timespec="seconds")
+                if supervisor.heartbeat_at
+                else "ever"
+            )
+            current[f"supervisor:{supervisor.name}"] = (
+                f"real-time supervisor {supervisor.name} is dead",
+                f"no heartbeat since {since}",
+            )
+    fired, _ = system_alerts_sync(trigger=CLUSTER_DEAD, current=current, now=now)
+    return len(fired)

@@ -380,6 +380,87 @@ def alert_announce(alert: Alert, *, event: str, what: str, now: datetime.datetim
     )
 
 
+# --- system alerts: the platform itself (a dead cluster) ---------------------------------
+
+
+def system_alerts_sync(
+    *, trigger: str, current: dict[str, tuple[str, str]], now: datetime.datetime
+) -> tuple[list[int], list[int]]:
+    """Keep one open system alert per condition that holds now: `current` maps a target
+    (e.g. a cluster's id) to (title, what). A new target fires, sent to the superusers
+    through the global channels; an open alert whose target no longer holds resolves
+    itself, announced likewise. Answers (fired ids, resolved ids)."""
+    prefix = f"{AlertSource.SYSTEM}:{trigger}:"
+    fired, resolved = [], []
+    with transaction.atomic(), notifications.enqueue_batch():
+        open_alerts = {
+            alert.target_id: alert
+            for alert in Alert.objects.select_for_update()
+            .filter(dedup_key__startswith=prefix, state__in=OPEN_STATES)
+            .order_by("pk")
+        }
+        new = [target for target in current if target not in open_alerts]
+        gone = [alert for target, alert in open_alerts.items() if target not in current]
+        if not new and not gone:
+            return fired, resolved
+        admins = list(
+            User.objects.filter(is_superuser=True, is_active=True).values_list(
+                "username", flat=True
+            )
+        )
+        channel_ids = list(
+            Channel.objects.filter(project__isnull=True, enabled=True).values_list("pk", flat=True)
+        )
+        for target in new:
+            title, what = current[target]
+            alert = Alert(
+                project=None,
+                source=AlertSource.SYSTEM,
+                trigger=trigger,
+                severity="critical",
+                title=title,
+                message=what,
+                target_type=trigger,
+                target_id=target,
+                dedup_key=prefix + target,
+                first_at=now,
+                last_at=now,
+                last_sent_at=now,
+                recipients=admins,
+                channel_ids=channel_ids,
+            )
+            try:
+                with transaction.atomic():
+                    alert.save()
+            except IntegrityError:  # another monitor raised it a moment ago
+                continue
+            AlertEvent.objects.create(alert=alert, kind=AlertEventKind.FIRED, at=now, comment=what)
+            _send(
+                alert, event="fired", what=what, usernames=admins, channel_ids=channel_ids, now=now
+            )
+            fired.append(alert.pk)
+        for alert in gone:
+            if not Alert.objects.filter(pk=alert.pk, state__in=OPEN_STATES).update(
+                state=AlertState.RESOLVED, resolved_at=now, resolved_by=None
+            ):
+                continue
+            alert.state, alert.resolved_at = AlertState.RESOLVED, now
+            what = "no longer holds"
+            AlertEvent.objects.create(
+                alert=alert, kind=AlertEventKind.RESOLVED, at=now, comment=what
+            )
+            _send(
+                alert,
+                event="resolved",
+                what=what,
+                usernames=alert.recipients,
+                channel_ids=alert.channel_ids,
+                now=now,
+            )
+            resolved.append(alert.pk)
+    return fired, resolved
+
+
 # --- resolving by itself, escalation --------------------------------------------------
 
 
