@@ -25,4 +25,5 @@ urlpatterns = [
     path("resources/", include("apps.monitoring.resources_urls")),
     path("quality/", include("apps.quality.urls")),
     path("health/", include("apps.health.urls")),
+    path("audit/", include("apps.audit.urls")),
 ]

@@ -27,6 +27,7 @@ class OperationLog(models.Model):
         indexes = [
             models.Index(fields=["object_type", "object_id"], name="oplog_object_idx"),
             models.Index(fields=["project", "created_at"], name="oplog_project_idx"),
+            models.Index(fields=["-created_at", "-id"], name="oplog_created_id_idx"),
         ]
         ordering = ["-created_at", "-id"]
 

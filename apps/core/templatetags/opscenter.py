@@ -46,6 +46,7 @@ NAV_ITEMS = [
     ("Resources", "resources:index"),
     ("Quality", "quality:rules"),
     ("Health", "health:index"),
+    ("Audit log", "audit:list"),
 ]
 
 
