@@ -43,6 +43,7 @@ NAV_ITEMS = [
     ("Baselines", "baselines:list"),
     ("Monitoring", "monitoring:index"),
     ("Configuration", "configuration:resource_groups"),
+    ("Projects", "projects:list"),
     ("Resources", "resources:index"),
     ("Quality", "quality:rules"),
     ("Health", "health:index"),
