@@ -1,6 +1,7 @@
 """opscenter settings: everything a deployment changes comes from the environment."""
 
 import datetime
+import json
 import os
 from pathlib import Path
 
@@ -74,6 +75,7 @@ INSTALLED_APPS = [
     "apps.quality",
     "apps.notifications",
     "apps.health",
+    "apps.resources",
     "apps.demo",
 ]
 
@@ -90,6 +92,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "apps.projects.middleware.CurrentProjectMiddleware",
+    # After the project: a chosen project's zone is the page's unless the viewer has one.
+    "apps.accounts.timezones.ViewerTimezoneMiddleware",
     # Last, as django-axes asks: turns a locked-out login into the lockout page.
     "axes.middleware.AxesMiddleware",
 ]
@@ -232,8 +236,39 @@ for _prefix, _path in [
 ]:
     if _path.exists():
         STATICFILES_DIRS.append((_prefix, _path))
+# Uploaded files (project resources, backups) go through Django's default storage: a
+# local directory by default, any django-storages backend by OPSCENTER_STORAGE_BACKEND
+# (a dotted class path, or "s3" for storages.backends.s3.S3Storage, which needs
+# `pip install django-storages[s3]`) with its options as a JSON object in
+# OPSCENTER_STORAGE_OPTIONS, e.g. {"bucket_name": "opscenter", "endpoint_url": "..."};
+# S3 credentials come from boto3's own variables (AWS_ACCESS_KEY_ID, ...).
+OPSCENTER_STORAGE_DIR = Path(os.environ.get("OPSCENTER_STORAGE_DIR") or VAR_DIR / "storage")
+STORAGE_BACKEND_ALIASES = {
+    "local": "django.core.files.storage.FileSystemStorage",
+    "s3": "storages.backends.s3.S3Storage",
+}
+OPSCENTER_STORAGE_BACKEND = os.environ.get("OPSCENTER_STORAGE_BACKEND", "").strip() or "local"
+OPSCENTER_STORAGE_BACKEND = STORAGE_BACKEND_ALIASES.get(
+    OPSCENTER_STORAGE_BACKEND, OPSCENTER_STORAGE_BACKEND
+)
+try:
+    _storage_options = json.loads(os.environ.get("OPSCENTER_STORAGE_OPTIONS") or "{}")
+except json.JSONDecodeError as _exc:
+    raise ImproperlyConfigured(f"OPSCENTER_STORAGE_OPTIONS: not a JSON object: {_exc}") from None
+if not isinstance(_storage_options, dict):
+    raise ImproperlyConfigured("OPSCENTER_STORAGE_OPTIONS: not a JSON object")
+if OPSCENTER_STORAGE_BACKEND == STORAGE_BACKEND_ALIASES["local"]:
+    # Readable by everyone on the machine: attempts may run as OPSCENTER_RUN_AS.
+    _storage_options = {
+        "location": str(OPSCENTER_STORAGE_DIR),
+        "file_permissions_mode": 0o644,
+        "directory_permissions_mode": 0o755,
+        **_storage_options,
+    }
+# The largest resource file an upload may store.
+OPSCENTER_RESOURCE_MAX_BYTES = envint("OPSCENTER_RESOURCE_MAX_BYTES", 100 * 1024 * 1024)
 STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "default": {"BACKEND": OPSCENTER_STORAGE_BACKEND, "OPTIONS": _storage_options},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
 
