@@ -9,6 +9,18 @@ from .choices import Result, Source
 from .models import OperationLog
 
 
+def _entry(*, user, source: str, action: str, object_type: str, **fields) -> OperationLog:
+    authenticated = user is not None and getattr(user, "is_authenticated", False)
+    return OperationLog(
+        user=user if authenticated else None,
+        username=user.get_username() if authenticated else "",
+        source=source or Source.SYSTEM,
+        action=action,
+        object_type=object_type,
+        **fields,
+    )
+
+
 def operation_record(
     *,
     user,
@@ -21,11 +33,9 @@ def operation_record(
     result: str = Result.OK,
     message: str = "",
 ) -> OperationLog:
-    authenticated = user is not None and getattr(user, "is_authenticated", False)
-    return OperationLog.objects.create(
-        user=user if authenticated else None,
-        username=user.get_username() if authenticated else "",
-        source=source or Source.SYSTEM,
+    entry = _entry(
+        user=user,
+        source=source,
         action=action,
         object_type=object_type,
         object_id=str(object_id),
@@ -33,6 +43,32 @@ def operation_record(
         detail=detail or {},
         result=result,
         message=message,
+    )
+    entry.save()
+    return entry
+
+
+def operation_records(
+    *, user, source: str, action: str, object_type: str, rows: list[dict]
+) -> list[OperationLog]:
+    """One entry per object that an operation changed besides its own (the instances a
+    rerun reset downstream), written at once. Each row gives `object_id`, `project_id`,
+    `detail` and `message`; the result is ok."""
+    return OperationLog.objects.bulk_create(
+        [
+            _entry(
+                user=user,
+                source=source,
+                action=action,
+                object_type=object_type,
+                object_id=str(row["object_id"]),
+                project_id=row["project_id"],
+                detail=row.get("detail") or {},
+                message=row.get("message", ""),
+            )
+            for row in rows
+        ],
+        batch_size=500,
     )
 
 

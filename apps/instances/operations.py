@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from django.db import transaction
 from django.db.models import Exists, OuterRef
 
-from apps.audit.services import operation_run
+from apps.audit.services import operation_records, operation_run
 from apps.configuration.models import ResourceGroup
 from apps.configuration.runtime import rerun_refusals
 from apps.core import clock, dag
@@ -229,6 +229,30 @@ def _require_downstream_rerun_policies(ids: list[int]) -> None:
         )
 
 
+def _record_resets(*, rerun_of: int, reset: dict[int, tuple[str, int]], by, source: str) -> None:
+    """Each instance a rerun reset downstream carries the reset in its own operation log,
+    naming the rerun instance and who reran it (written at once, in the rerun's
+    transaction: a refused rerun leaves none)."""
+    if not reset:
+        return
+    who = by.get_username() if getattr(by, "is_authenticated", False) else "the system"
+    operation_records(
+        user=by,
+        source=source,
+        action="reset_by_rerun",
+        object_type="instance",
+        rows=[
+            {
+                "object_id": pk,
+                "project_id": project_id,
+                "detail": {"rerun_of": rerun_of, "from_state": from_state},
+                "message": f"reset by the rerun of instance {rerun_of} by {who}",
+            }
+            for pk, (from_state, project_id) in sorted(reset.items())
+        ],
+    )
+
+
 def instance_rerun(*, instance: Instance, by, source: str, downstream: bool = False) -> Instance:
     """A finished instance (succeeded, failed, stopped, skipped) runs again: it becomes
     pending with a clean slate (retries, times, forced and paused flags) and gets a new
@@ -255,18 +279,24 @@ def instance_rerun(*, instance: Instance, by, source: str, downstream: bool = Fa
         reset: list[int] = []
         if downstream:
             candidates = _descendants(instance.pk)
-            finished = []
+            finished: dict[int, tuple[str, int]] = {}  # id -> (state, project id)
             for chunk in _chunks(candidates):
-                finished.extend(
-                    Instance.objects.filter(pk__in=chunk, state__in=FINISHED)
+                finished.update(
+                    (pk, (state, project_id))
+                    for pk, state, project_id in Instance.objects.filter(
+                        pk__in=chunk, state__in=FINISHED
+                    )
                     .exclude(_attempt_running())
-                    .values_list("pk", flat=True)
+                    .values_list("pk", "state", "project_id")
                 )
-            _require_downstream_roles(by, finished)
-            _require_downstream_rerun_policies(finished)
+            _require_downstream_roles(by, list(finished))
+            _require_downstream_rerun_policies(list(finished))
             for chunk in _chunks(sorted(finished)):
                 # The ids recorded are exactly the rows changed.
                 reset.extend(states.instances_rerun(ids=chunk, now=now, cause="rerun_downstream"))
+            _record_resets(
+                rerun_of=instance.pk, reset={pk: finished[pk] for pk in reset}, by=by, source=source
+            )
         rerun = [instance.pk, *reset]
         restored = 0
         if reset:
