@@ -1,6 +1,6 @@
 """The resource group and throttling rule forms of the pages: a posted form in the terms
-of capacity_services (the API's JSON shapes), and the services' field errors put back
-next to their fields.
+of capacity_services (the API's JSON shapes); the services' field errors go back next
+to their fields through apps.core.forms.field_errors.
 
 Values are passed on typed where they parse and as typed in where they do not, so the
 service's own message ("a whole number from 1 to 100000") names what is wrong: one
@@ -43,13 +43,3 @@ def rule_data(post: QueryDict) -> dict:
         "window_end": post.get("window_end", "").strip() or None,
         "enabled": post.get("enabled") == "on",
     }
-
-
-def field_errors(errors: list[dict]) -> dict[str, list[str]]:
-    """{"field": [messages]} for the inputs; errors naming no field stay in the list on
-    top of the form."""
-    by_field: dict[str, list[str]] = {}
-    for error in errors:
-        if error.get("field"):
-            by_field.setdefault(error["field"], []).append(error["message"])
-    return by_field

@@ -17,6 +17,7 @@ from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
 from apps.core.errors import NotFound, OpscenterError
+from apps.core.forms import field_errors
 from apps.core.htmx import render_page_or_partial, triggered_by, wants_partial
 from apps.nodes.choices import NodeType
 from apps.projects.choices import Role
@@ -25,7 +26,7 @@ from apps.projects.selectors import projects_visible_to
 
 from . import capacity_services as services
 from . import throttling
-from .capacity_forms import field_errors, group_data, rule_data
+from .capacity_forms import group_data, rule_data
 from .capacity_selectors import (
     resource_group_detail,
     resource_group_get,

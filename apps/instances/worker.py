@@ -238,12 +238,7 @@ def _datasource(instance: Instance, name: str | None) -> dict:
     datasource = Datasource.objects.filter(project=instance.project_id, name=name).first()
     if datasource is None:
         raise ConfigurationError(f"datasource {name!r} does not exist in this project")
-    return {
-        "kind": datasource.kind,
-        "dsn": datasource.dsn,
-        "path": datasource.path,
-        "password": datasource.get_password(),
-    }
+    return datasource.connection_settings()
 
 
 # The node types whose processes are held to the node's memory_mb (a SQL or HTTP

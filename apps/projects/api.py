@@ -20,6 +20,7 @@ from .schemas import (
     DatasourceList,
     DatasourceOut,
     DatasourcePatch,
+    DatasourceTestOut,
     MemberIn,
     MemberList,
     MemberOut,
@@ -219,6 +220,18 @@ def datasource_delete(request, code: str, name: str):
     datasource = services.datasource_get(project=project, name=name)
     services.datasource_delete(datasource=datasource, user=request.user, source=SOURCE)
     return Status(204, None)
+
+
+@router.post(
+    "/{code}/datasources/{name}/test",
+    response=DatasourceTestOut,
+    summary="Test connection (operator): connect as its SQL nodes do and say whether it "
+    "worked (`ok`: false with the driver's message, never the password)",
+)
+def datasource_test(request, code: str, name: str):
+    project = _project_for(request, code, Role.OPERATOR)
+    datasource = services.datasource_get(project=project, name=name)
+    return services.datasource_test(datasource=datasource, user=request.user, source=SOURCE)
 
 
 # --- variables -------------------------------------------------------------------------

@@ -87,6 +87,16 @@ class Datasource(models.Model):
     def has_password(self) -> bool:
         return bool(self.password_encrypted)
 
+    def connection_settings(self) -> dict:
+        """What the SQL runners connect with (apps.instances.executors.sql_runner.connect),
+        the password decrypted: for a runner's stdin only, never a log or an answer."""
+        return {
+            "kind": self.kind,
+            "dsn": self.dsn,
+            "path": self.path,
+            "password": self.get_password(),
+        }
+
 
 class Variable(models.Model):
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="variables")

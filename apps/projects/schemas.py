@@ -123,6 +123,13 @@ class DatasourceList(Schema):
     next_cursor: str | None
 
 
+class DatasourceTestOut(Schema):
+    ok: bool
+    message: str = Field(description="where it connected, or why it could not; never the password")
+    seconds: float
+    server_version: str = Field("", description="the server's (or SQLite's) version when ok")
+
+
 # --- variables -------------------------------------------------------------------------
 
 

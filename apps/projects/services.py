@@ -7,8 +7,12 @@ caller's (apps.projects.permissions.require_role); the services trust `user`.
 
 import contextlib
 import datetime
+import os
 import re
+import sqlite3
+import time
 import zoneinfo
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg.conninfo
@@ -16,6 +20,7 @@ from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 from django.db.models import ProtectedError, RestrictedError
 
+from apps.audit.choices import Result
 from apps.audit.services import operation_record
 from apps.core.errors import Conflict, NotFound, ValidationFailed
 
@@ -569,6 +574,104 @@ def datasource_delete(*, datasource: Datasource, user, source: str = "api") -> N
                 f"datasource {datasource.name!r} is used by: {', '.join(users)}",
                 [{"field": "name", "message": f"used by {name}"} for name in users],
             ) from exc
+
+
+# Seconds a Test connection waits for a server before it says it could not reach it.
+CONNECTION_TEST_TIMEOUT = 10
+
+
+@dataclass(frozen=True)
+class ConnectionTest:
+    """What a Test connection found: `ok`, and a message saying where it connected (and
+    the server's version) or why it could not."""
+
+    ok: bool
+    message: str
+    seconds: float
+    server_version: str = ""
+
+
+def _postgresql_version(number: int) -> str:
+    """libpq's server_version number as people write it: 160004 -> 16.4, 90624 -> 9.6.24."""
+    if number >= 100000:
+        return f"{number // 10000}.{number % 10000}"
+    return f"{number // 10000}.{number // 100 % 100}.{number % 100}"
+
+
+def _connection_try(settings: dict, timeout: int) -> tuple[bool, str, str]:
+    """(ok, message, server version): connect with the SQL runners' own connect() and run
+    one query that needs a working database."""
+    from apps.instances.executors.sql_runner import connect
+
+    kind = settings["kind"]
+    if kind == DatasourceKind.SQLITE and not os.path.isfile(settings["path"]):
+        # sqlite3 would create an empty database here: a typo must not pass as connected.
+        return (
+            False,
+            f"no database file at {settings['path']} (a SQL node would start an empty one there)",
+            "",
+        )
+    try:
+        conn, _, where = connect(settings, connect_timeout=timeout)
+    except Exception as exc:  # whatever the driver raises is the answer
+        return False, f"could not connect: {str(exc).strip()}", ""
+    try:
+        cursor = conn.cursor()
+        if kind == DatasourceKind.SQLITE:
+            cursor.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table'")
+            tables = cursor.fetchone()[0]
+            version = sqlite3.sqlite_version
+            return True, f"Connected to {where} (SQLite {version}, {tables} table(s))", version
+        cursor.execute("SELECT 1")
+        cursor.fetchone()
+        version = _postgresql_version(conn.info.server_version)
+        user = conn.info.user
+        return True, f"Connected to {where} as {user} (PostgreSQL {version})", version
+    except Exception as exc:  # a file that is no database, a server that refuses queries
+        return False, f"connected to {where}, but a query failed: {str(exc).strip()}", ""
+    finally:
+        conn.close()
+
+
+def datasource_test(
+    *,
+    datasource: Datasource,
+    user,
+    source: str = "api",
+    timeout: int = CONNECTION_TEST_TIMEOUT,
+) -> ConnectionTest:
+    """Connect to the datasource as its SQL nodes do, from this (the web) server, and say
+    whether it worked. The password is used, never shown: the driver's message is cleaned
+    of it. The try is recorded in the operation log with its outcome."""
+    started = time.monotonic()
+    try:
+        settings = datasource.connection_settings()
+    except ValueError as exc:  # the stored password no longer decrypts
+        ok, message, version = False, f"the stored password cannot be used: {exc}", ""
+        password = ""
+    else:
+        password = settings["password"]
+        ok, message, version = _connection_try(settings, timeout)
+    if password:
+        message = message.replace(password, "********")
+    result = ConnectionTest(
+        ok=ok,
+        message=message,
+        seconds=round(time.monotonic() - started, 3),
+        server_version=version,
+    )
+    operation_record(
+        user=user,
+        source=source,
+        action="datasource.test",
+        object_type="datasource",
+        object_id=datasource.name,
+        project=datasource.project,
+        detail={"ok": ok, "seconds": result.seconds},
+        result=Result.OK if ok else Result.FAILED,
+        message=message,
+    )
+    return result
 
 
 # --- variables -------------------------------------------------------------------------

@@ -112,12 +112,7 @@ def _run(planned: list[Verdict], verdicts: dict[int, Verdict], context) -> Check
             f"{rule_sql.shorten(verdict.statement, SQL_SHOWN)}"
         )
     payload = {
-        "datasource": {
-            "kind": datasource.kind,
-            "dsn": datasource.dsn,
-            "path": datasource.path,
-            "password": datasource.get_password(),
-        },
+        "datasource": datasource.connection_settings(),
         "checks": [{"rule": v.rule.pk, "sql": v.statement} for v in planned],
     }
     command = runner_command(RUNNER_MODULE, payload, workdir=context.workdir, env={})

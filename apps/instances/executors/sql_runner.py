@@ -35,13 +35,18 @@ def shorten(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def connect(datasource: dict):
-    """(connection, database error class, description) for the datasource."""
+def connect(datasource: dict, *, connect_timeout: int | None = None):
+    """(connection, database error class, description) for the datasource.
+
+    `connect_timeout` (seconds) bounds reaching a PostgreSQL server (a Test connection
+    must not wait libpq's default two minutes for a host that does not answer)."""
     kind = datasource.get("kind")
     if kind == "postgresql":
         import psycopg
 
         extra = {"password": datasource["password"]} if datasource.get("password") else {}
+        if connect_timeout is not None:
+            extra["connect_timeout"] = max(1, int(connect_timeout))
         conn = psycopg.connect(
             datasource.get("dsn", ""), autocommit=False, application_name="opscenter", **extra
         )
