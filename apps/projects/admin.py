@@ -53,7 +53,15 @@ class DatasourceForm(forms.ModelForm):
 @admin.register(Datasource)
 class DatasourceAdmin(admin.ModelAdmin):
     form = DatasourceForm
-    list_display = ["name", "project", "kind", "dsn", "path", "has_password"]
+    list_display = [
+        "name",
+        "project",
+        "kind",
+        "dsn",
+        "path",
+        "has_password",
+        "restored_without_secret",
+    ]
     list_filter = ["kind", "project"]
     search_fields = ["name", "project__code", "dsn", "path"]
 

@@ -66,6 +66,9 @@ class Datasource(models.Model):
     dsn = models.CharField(max_length=500, blank=True)
     path = models.CharField(max_length=500, blank=True)
     password_encrypted = models.TextField(blank=True, editable=False)
+    # Restored from a backup, which keeps no secrets, after it had a password: its SQL
+    # nodes cannot connect until someone sets the password again (which clears this).
+    restored_without_secret = models.BooleanField(default=False, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -77,8 +80,17 @@ class Datasource(models.Model):
     def __str__(self) -> str:
         return f"{self.project}.{self.name}"
 
+    def save(self, *args, **kwargs):
+        update_fields = kwargs.get("update_fields")
+        if update_fields is not None and "password_encrypted" in update_fields:
+            # A new password clears the restore's flag in the same write.
+            kwargs["update_fields"] = {*update_fields, "restored_without_secret"}
+        super().save(*args, **kwargs)
+
     def set_password(self, password: str) -> None:
         self.password_encrypted = crypto.encrypt(password)
+        if password:
+            self.restored_without_secret = False
 
     def get_password(self) -> str:
         return crypto.decrypt(self.password_encrypted)

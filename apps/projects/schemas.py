@@ -115,6 +115,10 @@ class DatasourceOut(Schema):
     dsn: str
     path: str
     has_password: bool
+    restored_without_secret: bool = Field(
+        description="restored from a backup (which keeps no secrets) after it had a password: "
+        "set the password again; setting one clears this"
+    )
     created_at: IsoDateTime
 
 
