@@ -63,10 +63,12 @@ def dispatcher_loop(seconds: float = loops.MAX_SECONDS) -> dict:
 def schedules_ensure() -> None:
     """The one idempotent place that creates opscenter's django-q2 schedules: the
     periodic loops the apps declare (apps.core.schedules: the dispatcher here, the
-    monitor, ...) and each project's nightly generation. Runs after every migrate."""
+    monitor, ...), the schedules that follow settings (the daily backup) and each
+    project's nightly generation. Runs after every migrate."""
+    from django.utils.module_loading import import_string
     from django_q.models import Schedule
 
-    from apps.core.schedules import PERIODIC
+    from apps.core.schedules import PERIODIC, SYNCED
 
     for periodic in PERIODIC.values():
         Schedule.objects.update_or_create(
@@ -78,4 +80,6 @@ def schedules_ensure() -> None:
                 "repeats": -1,
             },
         )
+    for sync in SYNCED:
+        import_string(sync)()
     generation.generation_schedules_sync_all()
