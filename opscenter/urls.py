@@ -26,4 +26,5 @@ urlpatterns = [
     path("quality/", include("apps.quality.urls")),
     path("health/", include("apps.health.urls")),
     path("audit/", include("apps.audit.urls")),
+    path("projects/", include("apps.projects.urls")),
 ]

@@ -34,7 +34,7 @@ from .schemas import (
     VariableOut,
     VariablePatch,
 )
-from .selectors import project_get, projects_visible_to
+from .selectors import project_get, projects_visible_to, roles_in
 
 router = Router(tags=["projects"])
 SOURCE = "api"
@@ -72,17 +72,9 @@ def _with_role(project: Project, user) -> Project:
 @router.get("", response=ProjectList, summary="Projects the caller is a member of")
 def project_list(request, query: Query[PageQuery]):
     result = _page(projects_visible_to(request.user), query, order_field="code")
-    if request.user.is_superuser:
-        roles = {}
-    else:
-        # One query for the caller's roles on this page, not one per project.
-        roles = dict(
-            Membership.objects.filter(
-                user=request.user, project__in=[p.pk for p in result["items"]]
-            ).values_list("project_id", "role")
-        )
+    roles = roles_in(request.user, result["items"])
     for project in result["items"]:
-        project.caller_role = Role.ADMIN if request.user.is_superuser else roles.get(project.pk)
+        project.caller_role = roles.get(project.pk)
     return result
 
 

@@ -26,6 +26,7 @@ from apps.core.errors import Conflict, NotFound, ValidationFailed
 
 from .choices import DatasourceKind, EnvMode, GenerationMode, Role
 from .models import Datasource, Membership, Project, Variable
+from .selectors import nodes_using_datasource
 
 CODE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 # Datasources are named in node specs; variables are used as ${var.NAME} in scripts.
@@ -494,19 +495,6 @@ def datasource_get(*, project: Project, name: str) -> Datasource:
     return datasource
 
 
-def _nodes_using_datasource(datasource: Datasource) -> list[str]:
-    from apps.nodes.models import Node
-
-    return list(
-        Node.objects.filter(
-            project=datasource.project, current_version__spec__datasource=datasource.name
-        )
-        .exclude(status="offline")
-        .order_by("name")
-        .values_list("name", flat=True)[:20]
-    )
-
-
 def datasource_update(
     *, datasource: Datasource, fields: dict, user, source: str = "api"
 ) -> Datasource:
@@ -516,7 +504,7 @@ def datasource_update(
         if field not in ("name", "kind", "dsn", "path", "password"):
             errors.add(field, "unknown field")
     clean = _check_datasource(errors, project=datasource.project, fields=fields, current=datasource)
-    if clean["name"] != datasource.name and (users := _nodes_using_datasource(datasource)):
+    if clean["name"] != datasource.name and (users := nodes_using_datasource(datasource)):
         errors.add("name", f"nodes use it by name: {', '.join(users)}")
     errors.raise_if_any("datasource")
     changed = [k for k, v in clean.items() if getattr(datasource, k) != v]
@@ -550,7 +538,7 @@ def datasource_update(
 
 
 def datasource_delete(*, datasource: Datasource, user, source: str = "api") -> None:
-    if users := _nodes_using_datasource(datasource):
+    if users := nodes_using_datasource(datasource):
         raise Conflict(
             f"datasource {datasource.name!r} is used by nodes: {', '.join(users)}",
             [{"field": "name", "message": f"used by {name}"} for name in users],
