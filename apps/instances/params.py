@@ -74,6 +74,25 @@ def render_value(value: Any, ctx: ParamContext) -> Any:
     return result
 
 
+@dataclass(frozen=True)
+class RunParameter:
+    """One node parameter as an instance runs with it."""
+
+    name: str
+    value: str
+    given: bool  # given when the run was started; otherwise the node's default applied
+
+
+def run_parameters(*, defaults: Mapping[str, Any], given: Mapping[str, Any]) -> list[RunParameter]:
+    """The node parameters an instance runs with, merged as the worker merges them: the
+    values given at Run first, then the defaults they did not override, each by name."""
+    shown = [RunParameter(str(k), str(v), True) for k, v in sorted(given.items())]
+    shown += [
+        RunParameter(str(k), str(v), False) for k, v in sorted(defaults.items()) if k not in given
+    ]
+    return shown
+
+
 class _Resolver:
     def __init__(self, ctx: ParamContext):
         self.ctx = ctx

@@ -117,6 +117,17 @@ class InstanceDetail(InstanceOut):
     removed_upstream: list[int] = Field(
         description="upstream instances whose dependency an operator removed"
     )
+    params: dict[str, str] = Field(
+        description="parameter values given when the run was started (a one-time Run); "
+        "the node's defaults apply to the others"
+    )
+    created_by: str | None = Field(
+        description="who started it (a one-time Run, a backfill); null when generated"
+    )
+
+    @staticmethod
+    def resolve_created_by(obj) -> str | None:
+        return obj.created_by.get_username() if obj.created_by_id else None
 
     @staticmethod
     def resolve_next_attempt_at(obj):

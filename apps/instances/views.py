@@ -63,6 +63,7 @@ from .forms import BatchForm, OperationForm
 from .graph import MAX_LEVELS, instance_graph
 from .logs import log_html
 from .models import Attempt, Instance, InstanceDependency
+from .params import run_parameters
 from .selectors import (
     InstanceFilters,
     attempt_log,
@@ -761,6 +762,12 @@ def _live_context(instance: Instance, attempts: list[Attempt], selected, *, foll
         "shown": shown,
         "live_query": urlencode(query),
         "live_poll_seconds": LIVE_POLL_SECONDS_ACTIVE if active else LIVE_POLL_SECONDS_WAITING,
+        # A one-time run shows what it was started with (given at Run, or the defaults).
+        "run_params": run_parameters(
+            defaults=instance.version.spec.get("params") or {}, given=instance.params or {}
+        )
+        if instance.kind == InstanceKind.ONE_TIME
+        else None,
     }
 
 
