@@ -47,7 +47,8 @@ VAR_DIR = Path(os.environ.get("OPSCENTER_VAR_DIR", BASE_DIR / "var"))
 VAR_DIR.mkdir(parents=True, exist_ok=True)
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    # django.contrib.admin, its site for superusers only (apps/core/admin_site.py).
+    "apps.core.admin_config.OpscenterAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",

@@ -1,9 +1,11 @@
 from django.contrib import admin
 
+from apps.core.admin_site import WrittenByOpscenterMixin
+
 from .models import Attempt, GenerationRun, Instance, InstanceDependency
 
 
-class AttemptInline(admin.TabularInline):
+class AttemptInline(WrittenByOpscenterMixin, admin.TabularInline):
     model = Attempt
     extra = 0
     readonly_fields = [
@@ -23,7 +25,7 @@ class AttemptInline(admin.TabularInline):
 
 
 @admin.register(Instance)
-class InstanceAdmin(admin.ModelAdmin):
+class InstanceAdmin(WrittenByOpscenterMixin, admin.ModelAdmin):
     list_display = [
         "id",
         "node",
@@ -57,7 +59,7 @@ class InstanceAdmin(admin.ModelAdmin):
 
 
 @admin.register(InstanceDependency)
-class InstanceDependencyAdmin(admin.ModelAdmin):
+class InstanceDependencyAdmin(WrittenByOpscenterMixin, admin.ModelAdmin):
     list_display = ["id", "upstream", "downstream", "removed"]
     list_filter = ["removed"]
     raw_id_fields = ["upstream", "downstream"]
@@ -66,7 +68,7 @@ class InstanceDependencyAdmin(admin.ModelAdmin):
 
 
 @admin.register(Attempt)
-class AttemptAdmin(admin.ModelAdmin):
+class AttemptAdmin(WrittenByOpscenterMixin, admin.ModelAdmin):
     list_display = [
         "instance",
         "number",
@@ -86,7 +88,7 @@ class AttemptAdmin(admin.ModelAdmin):
 
 
 @admin.register(GenerationRun)
-class GenerationRunAdmin(admin.ModelAdmin):
+class GenerationRunAdmin(WrittenByOpscenterMixin, admin.ModelAdmin):
     list_display = [
         "project",
         "run_date",

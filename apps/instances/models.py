@@ -179,6 +179,7 @@ class InstanceDependency(models.Model):
     removed = models.BooleanField(default=False)
 
     class Meta:
+        verbose_name_plural = "instance dependencies"
         constraints = [
             models.UniqueConstraint(
                 fields=["downstream", "upstream"], name="uniq_instance_dependency"

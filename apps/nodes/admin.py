@@ -1,10 +1,13 @@
 from django.contrib import admin
 
+from apps.core.admin_site import WrittenByOpscenterMixin
+
 from .models import Node, NodeDependency, NodeVersion
 
 
+# Nodes, their versions and dependencies are made by publishing (validated as a batch).
 @admin.register(Node)
-class NodeAdmin(admin.ModelAdmin):
+class NodeAdmin(WrittenByOpscenterMixin, admin.ModelAdmin):
     list_display = [
         "name",
         "project",
@@ -27,7 +30,7 @@ class NodeAdmin(admin.ModelAdmin):
 
 
 @admin.register(NodeVersion)
-class NodeVersionAdmin(admin.ModelAdmin):
+class NodeVersionAdmin(WrittenByOpscenterMixin, admin.ModelAdmin):
     list_display = ["node", "number", "published_at", "published_by", "note"]
     list_filter = ["node__project"]
     search_fields = ["node__name", "note"]
@@ -39,7 +42,7 @@ class NodeVersionAdmin(admin.ModelAdmin):
 
 
 @admin.register(NodeDependency)
-class NodeDependencyAdmin(admin.ModelAdmin):
+class NodeDependencyAdmin(WrittenByOpscenterMixin, admin.ModelAdmin):
     list_display = ["upstream", "node"]
     list_filter = ["node__project"]
     search_fields = ["node__name", "upstream__name"]
