@@ -36,7 +36,7 @@ from apps.core import clock
 from apps.nodes.specs import NodeSpec
 from apps.projects.models import Datasource, Variable
 
-from . import admission, checks, dispatcher, states
+from . import admission, checks, dispatcher, preparations, states
 from .choices import AttemptState, InstanceState
 from .executors import RunAsRefused, RunRequest, RunResult, execute, run_as
 from .executors.process import Command, note, run_command
@@ -539,6 +539,17 @@ def _execute_in_workdir(
         except (UnknownParameter, ConfigurationError, RunAsRefused) as exc:
             log.line(f"cannot run: {exc}")
             return states.AttemptOutcome(outcome="failed", reason=str(exc), retryable=False)
+        try:
+            preparations.prepare(
+                preparations.PrepareContext(
+                    instance=instance, attempt=attempt, workdir=workdir, line=log.line
+                )
+            )
+        except preparations.PreparationFailed as exc:
+            log.line(f"cannot run: {exc.reason}")
+            return states.AttemptOutcome(
+                outcome="failed", reason=exc.reason, retryable=exc.retryable
+            )
         outcome = _execute(request, attempt, log)
         if outcome.outcome == "succeeded" and checks.registered():
             outcome = after_success(instance, attempt, runtime, log, workdir, outcome)

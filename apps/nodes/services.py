@@ -11,6 +11,7 @@ from apps.core.errors import PermissionDenied, ValidationFailed
 from apps.projects.choices import EnvMode, GenerationMode, Role
 from apps.projects.models import Project
 from apps.projects.permissions import require_role
+from apps.resources.models import ResourcePin
 
 from .choices import Env, NodeStatus
 from .models import Node, NodeDependency, NodeVersion
@@ -138,7 +139,8 @@ def _write(batch: CheckedBatch, *, user, note: str) -> tuple[PublishResult, list
     revived: list[Node] = []  # offline nodes published again with the same spec
     hashes: dict[str, str] = {}
     for checked in batch.nodes:
-        hashes[checked.name] = digest = spec_hash(checked.spec)
+        pinned = {v.resource.name: v.number for v in checked.resources}
+        hashes[checked.name] = digest = spec_hash(checked.spec, pinned)
         node = checked.existing
         if node is None:
             created.append(checked)
@@ -193,6 +195,20 @@ def _write(batch: CheckedBatch, *, user, note: str) -> tuple[PublishResult, list
             for v in NodeVersion.objects.filter(node__in=[v.node_id for v in versions])
         }
         versions = [found[(v.node_id, v.number)] for v in versions]
+
+    ResourcePin.objects.bulk_create(
+        [
+            ResourcePin(
+                node_version=version,
+                resource_version=pinned,
+                name=pinned.resource.name,
+                number=pinned.number,
+            )
+            for c, version in zip(to_version, versions, strict=True)
+            for pinned in c.resources
+        ],
+        batch_size=1000,
+    )
 
     nodes_to_update = []
     for c, version in zip(to_version, versions, strict=True):

@@ -43,10 +43,22 @@ SPEC_DEFAULTS = {
     "paused": False,
 }
 
+# Keys a canonical spec holds only when given, so that a node published before the key
+# existed keeps its hash (and gets no new version) when it is republished unchanged.
+# `resources`: names of project resources (apps.resources) the attempt finds in its work
+# directory; the versions current at publish are pinned with the node version
+# (ResourcePin).
+SPEC_OPTIONAL_KEYS = ("resources",)
 
-def spec_hash(spec: dict) -> str:
-    """A stable fingerprint: a node whose spec hash did not change gets no new version."""
-    return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()
+
+def spec_hash(spec: dict, resource_versions: dict[str, int] | None = None) -> str:
+    """A stable fingerprint: a node whose spec hash did not change gets no new version.
+
+    `resource_versions` (resource name -> pinned version number) counts too: a spec
+    republished after one of its resources got a newer version is a change, and its new
+    node version runs the newer file. Without resources the hash is the spec's alone."""
+    payload = {**spec, "resource_versions": resource_versions} if resource_versions else spec
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -77,6 +89,7 @@ class NodeSpec:
     memory_mb: int | None
     description: str
     paused: bool
+    resources: tuple[str, ...]
 
     @classmethod
     def from_spec(cls, spec: dict) -> "NodeSpec":
@@ -104,6 +117,7 @@ class NodeSpec:
             memory_mb=values.get("memory_mb"),
             description=values.get("description") or "",
             paused=bool(values["paused"]),
+            resources=tuple(values.get("resources") or ()),
         )
 
     def runtime_given(self) -> dict[str, Any]:

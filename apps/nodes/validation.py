@@ -25,11 +25,12 @@ from apps.instances.schedules import cron_error
 from apps.projects.choices import EnvMode
 from apps.projects.models import Datasource, Membership, Project
 from apps.projects.selectors import projects_visible_to
+from apps.resources.selectors import resource_latest_versions
 
 from .choices import Env, NodeStatus, NodeType, ScheduleType
 from .models import Node
 from .selectors import node_upstream_ids
-from .specs import RUNTIME_KEYS, SPEC_DEFAULTS
+from .specs import RUNTIME_KEYS, SPEC_DEFAULTS, SPEC_OPTIONAL_KEYS
 
 # No dots in a name: "project_code.node_name" names another project's node.
 NAME_RE = re.compile(r"^\w[\w-]*$")
@@ -39,7 +40,7 @@ PARAM_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 RESERVED_PARAMS = {"bizdate", "cyctime", "var"}
 HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 HTTP_KEYS = ("url", "method", "headers", "body")
-SPEC_KEYS = ("name", *SPEC_DEFAULTS)
+SPEC_KEYS = ("name", *SPEC_DEFAULTS, *SPEC_OPTIONAL_KEYS)
 SCRIPT_TYPES = {NodeType.SHELL: "script", NodeType.PYTHON: "script", NodeType.SQL: "SQL"}
 
 
@@ -57,6 +58,8 @@ class CheckedNode:
     spec: dict  # canonical, ready to be hashed and stored
     upstream: list[UpstreamRef]
     existing: Node | None  # the published node of that name in this project and env
+    # spec["resources"]' latest versions, pinned by the node version this publish makes.
+    resources: list = field(default_factory=list)  # of apps.resources ResourceVersion
 
 
 @dataclass
@@ -178,6 +181,8 @@ class _SpecChecker:
             else:
                 self.err("description", f"must be a string, not {_type_name(raw['description'])}")
         spec["params"] = self.params()
+        if resources := self.resources():  # none: no key (SPEC_OPTIONAL_KEYS)
+            spec["resources"] = resources
         spec["content"] = self.content(spec["type"])
         spec["datasource"] = self.datasource(spec["type"])
         return spec
@@ -240,6 +245,26 @@ class _SpecChecker:
                 self.err(where, f"{name!r} is listed twice")
             else:
                 names.append(name)
+        return names
+
+    def resources(self) -> list[str]:
+        value = self.raw.get("resources")
+        if value is None:
+            return []
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list):
+            self.err("resources", f"must be a list of resource names, not {_type_name(value)}")
+            return []
+        names: list[str] = []
+        for index, item in enumerate(value):
+            where = f"resources[{index}]"
+            if not isinstance(item, str) or not item.strip():
+                self.err(where, f"must be the name of a resource of this project, not {item!r}")
+            elif item.strip() in names:
+                self.err(where, f"{item.strip()!r} is listed twice")
+            else:
+                names.append(item.strip())
         return names
 
     def params(self) -> dict:
@@ -401,6 +426,7 @@ def validate_batch(*, project: Project, env: str, specs: Any, user) -> CheckedBa
     owners = _owners(project, checked, errors)
     groups = _resource_groups(checked, errors)
     _datasources(project, checked, errors)
+    resources = _resources(project, checked, errors)
     foreign = _foreign_upstream(project, env, checked, user)
 
     nodes: list[CheckedNode] = []
@@ -436,7 +462,15 @@ def validate_batch(*, project: Project, env: str, specs: Any, user) -> CheckedBa
                     errors.add(name, where, f"upstream {upstream!r} is offline")
                     continue
                 refs.append(UpstreamRef(upstream, target.id))
-        nodes.append(CheckedNode(name, spec, refs, existing_by_name.get(name)))
+        nodes.append(
+            CheckedNode(
+                name,
+                spec,
+                refs,
+                existing_by_name.get(name),
+                [resources[r] for r in spec.get("resources", ()) if r in resources],
+            )
+        )
 
     _cycles(project, env, nodes, errors)
     _raise(errors)
@@ -497,6 +531,22 @@ def _datasources(project: Project, checked: list[tuple[str, dict]], errors: _Err
             errors.add(
                 name, "datasource", f"unknown datasource {source!r} in project {project.code!r}"
             )
+
+
+def _resources(project: Project, checked: list[tuple[str, dict]], errors: _Errors) -> dict:
+    """name -> latest version of every resource the batch names; an unknown name is an
+    error naming the node and its place in `resources`."""
+    wanted = {r for _, spec in checked for r in spec.get("resources", ())}
+    latest = resource_latest_versions(project, wanted, lock=True) if wanted else {}
+    for name, spec in checked:
+        for index, resource in enumerate(spec.get("resources", ())):
+            if resource not in latest:
+                errors.add(
+                    name,
+                    f"resources[{index}]",
+                    f"unknown resource {resource!r} in project {project.code!r}: upload it first",
+                )
+    return latest
 
 
 def _foreign_upstream(project: Project, env: str, checked, user) -> dict[str, Node]:

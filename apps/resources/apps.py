@@ -6,4 +6,9 @@ class ResourcesConfig(AppConfig):
     label = "resources"
 
     def ready(self) -> None:
+        from apps.instances import preparations
+
         from . import signals  # noqa: F401
+        from .workdir import resources_copy
+
+        preparations.register("resources", resources_copy)

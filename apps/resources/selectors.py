@@ -1,7 +1,8 @@
 """Reads on project resources."""
 
-from django.db.models import Count, Prefetch, QuerySet
+from django.db.models import Count, OuterRef, Prefetch, QuerySet, Subquery
 
+from apps.core.errors import NotFound
 from apps.nodes.choices import NodeStatus
 from apps.nodes.models import Node
 
@@ -24,16 +25,28 @@ def resources_for_project(project) -> QuerySet[Resource]:
     )
 
 
-def resource_latest_versions(project, names) -> dict[str, ResourceVersion]:
-    """name -> the latest version of each of `names` that exists in `project` (one query)."""
-    latest: dict[str, ResourceVersion] = {}
-    for version in (
-        ResourceVersion.objects.filter(resource__project=project, resource__name__in=set(names))
-        .select_related("resource")
-        .order_by("resource_id", "-number")
-    ):
-        latest.setdefault(version.resource.name, version)
-    return latest
+def resource_latest_versions(project, names, *, lock: bool = False) -> dict[str, ResourceVersion]:
+    """name -> the latest version of each of `names` that exists in `project`.
+
+    `lock` (inside a transaction) holds the resources' rows until it ends, so a delete
+    of one waits and then sees the node versions that pin it (publishing does this)."""
+    names = set(names)
+    if lock:
+        list(
+            Resource.objects.select_for_update()
+            .filter(project=project, name__in=names)
+            .order_by("id")
+            .values_list("id", flat=True)
+        )
+    newest = ResourceVersion.objects.filter(resource=OuterRef("resource")).order_by("-number")
+    return {
+        version.resource.name: version
+        for version in ResourceVersion.objects.filter(
+            resource__project=project,
+            resource__name__in=names,
+            number=Subquery(newest.values("number")[:1]),
+        ).select_related("resource")
+    }
 
 
 def resource_version_open(version: ResourceVersion):
@@ -67,3 +80,29 @@ def resource_users(resource: Resource) -> list[Node]:
         .distinct()
         .order_by("project__code", "env", "name")
     )
+
+
+def resource_get(*, project, name: str) -> Resource:
+    """The project's resource of that name, its versions prefetched (NotFound if none)."""
+    resource = resources_for_project(project).filter(name=name).first()
+    if resource is None:
+        raise NotFound(f"no resource {name!r} in project {project.code!r}")
+    return resource
+
+
+def resource_version_get(*, resource: Resource, number: int | None = None) -> ResourceVersion:
+    """Version `number` of the resource, its latest when None."""
+    versions = resource.versions.select_related("resource__project")
+    version = (
+        versions.order_by("-number").first()
+        if number is None
+        else versions.filter(number=number).first()
+    )
+    if version is None:
+        raise NotFound(
+            f"resource {resource.name!r} has no version {number}"
+            if number is not None
+            else f"resource {resource.name!r} has no version",
+            [{"field": "version", "message": "no such version"}] if number is not None else [],
+        )
+    return version

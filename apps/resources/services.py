@@ -23,6 +23,8 @@ from .models import Resource, ResourceVersion
 # path component, no hidden file, nothing a shell would need quoting for.
 NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+-]*$")
 NAME_MAX = 200
+# The executors write a node's own script under these names in the work directory.
+RESERVED_NAMES = {"script.sh", "script.py"}
 CHUNK = 1024 * 1024
 
 
@@ -34,6 +36,8 @@ def resource_name_problem(name) -> str | None:
         return f"at most {NAME_MAX} characters"
     if "/" in name or "\\" in name or ".." in name:
         return "a file name: no '/', '\\' or '..'"
+    if name in RESERVED_NAMES:
+        return f"{name!r} is the name of the node's own script in its work directory"
     if not NAME_RE.match(name):
         return (
             "letters, digits, '_', '.', '+' or '-', starting with a letter, a digit or '_' "
@@ -75,7 +79,8 @@ def resource_upload(
 
     A file whose SHA-256 equals the resource's latest version makes no new version: the
     latest is answered as it is (so uploading the same file twice does not make the
-    nodes that pin it look changed at their next publish).
+    nodes that pin it look changed at their next publish). The answer's `is_new` says
+    which happened.
 
     Refused (ValidationFailed, nothing stored) for a bad `name`, a missing file or one
     larger than OPSCENTER_RESOURCE_MAX_BYTES (field `file`).
@@ -101,6 +106,7 @@ def resource_upload(
             resource = _resource_locked(project=project, name=name, user=user)
             latest = resource.versions.order_by("-number").first()
             if latest is not None and latest.sha256 == sha256:
+                latest.is_new = False
                 return latest
             version = ResourceVersion(
                 resource=resource,
@@ -132,6 +138,7 @@ def resource_upload(
         if stored:
             version.file.storage.delete(stored)
         raise
+    version.is_new = True
     return version
 
 

@@ -69,7 +69,20 @@ def test_the_same_content_again_is_the_latest_version_not_a_new_one(project, use
 
 @pytest.mark.parametrize(
     "name",
-    ["../x", "a/b", "a\\b", "..", "x..y", "", "   ", ".hidden", "a b", "x" * 201, "-rf"],
+    [
+        "../x",
+        "script.sh",
+        "a/b",
+        "a\\b",
+        "..",
+        "x..y",
+        "",
+        "   ",
+        ".hidden",
+        "a b",
+        "x" * 201,
+        "-rf",
+    ],
 )
 def test_a_bad_name_is_refused_naming_the_field(project, users, name, storage_dir):
     with pytest.raises(ValidationFailed) as caught:
