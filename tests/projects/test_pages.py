@@ -591,3 +591,25 @@ def test_the_audit_log_page_lists_the_writes_made_on_these_pages(as_user, projec
     as_user("alice").post("/projects/acme/variables/", {"name": "region", "value": "eu"})
     html = html_of(as_user("alice").get("/audit/?project=acme"))
     assert "variable.create" in html and "region" in html
+
+
+def test_a_datasource_restored_without_its_password_says_so_until_one_is_set(as_user, config):
+    Datasource.objects.filter(name="dw").update(password_encrypted="", restored_without_secret=True)
+    assert "missing since restore" in html_of(as_user("vera").get("/projects/acme/datasources/"))
+    page = html_of(as_user("alice").get("/projects/acme/datasources/dw/"))
+    assert "data-restored-without-secret" in page and "until you set the password" in page
+    as_user("alice").post(
+        "/projects/acme/datasources/dw/",
+        {"name": "dw", "kind": "postgresql", "dsn": PG_DSN, "password": "again"},
+    )
+    page = html_of(as_user("alice").get("/projects/acme/datasources/dw/"))
+    assert "data-restored-without-secret" not in page
+
+
+def test_pages_that_show_a_project_link_to_it(as_user, project, users):
+    node = node_create(project, "load", owner=users["alice"])
+    alice = as_user("alice")
+    html = html_of(alice.get(f"/nodes/{node.pk}/"))
+    assert f'<a href="/projects/acme/">{project.name}</a>' in html
+    chosen = html_of(alice.get("/projects/?project=acme"))
+    assert '<a class="small" href="/projects/acme/"' in chosen  # next to the switcher
