@@ -77,6 +77,7 @@ INSTALLED_APPS = [
     "apps.notifications",
     "apps.health",
     "apps.resources",
+    "apps.backups",
     "apps.demo",
 ]
 
@@ -389,6 +390,14 @@ OPSCENTER_BASE_URL = os.environ.get("OPSCENTER_BASE_URL", "http://localhost:8000
 OPSCENTER_DELIVERY_BACKOFF_SECONDS = envfloat("OPSCENTER_DELIVERY_BACKOFF_SECONDS", 30)
 OPSCENTER_DELIVERY_MAX_TRIES = envint("OPSCENTER_DELIVERY_MAX_TRIES", 5)
 OPSCENTER_DELIVERY_TIMEOUT_SECONDS = envfloat("OPSCENTER_DELIVERY_TIMEOUT_SECONDS", 10)
+# Backup archives brought in (upload, `opscenter restore FILE`) are refused before they are
+# unpacked when larger than OPSCENTER_BACKUP_MAX_BYTES, holding more members than
+# OPSCENTER_BACKUP_MAX_MEMBERS, or inflating past OPSCENTER_BACKUP_MAX_UNCOMPRESSED_BYTES.
+OPSCENTER_BACKUP_MAX_BYTES = envint("OPSCENTER_BACKUP_MAX_BYTES", 1024**3)
+OPSCENTER_BACKUP_MAX_MEMBERS = envint("OPSCENTER_BACKUP_MAX_MEMBERS", 100_000)
+OPSCENTER_BACKUP_MAX_UNCOMPRESSED_BYTES = envint(
+    "OPSCENTER_BACKUP_MAX_UNCOMPRESSED_BYTES", 10 * 1024**3
+)
 
 LOGGING = {
     "version": 1,

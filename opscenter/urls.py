@@ -26,5 +26,6 @@ urlpatterns = [
     path("quality/", include("apps.quality.urls")),
     path("health/", include("apps.health.urls")),
     path("audit/", include("apps.audit.urls")),
+    path("backups/", include("apps.backups.urls")),
     path("projects/", include("apps.projects.urls")),
 ]

@@ -26,3 +26,15 @@ def acting_user(username: str = ""):
     if user is None:
         raise CommandError("no superuser to act as: create one, or name a user with --as")
     return user
+
+
+def as_user_argument(parser) -> None:
+    """`--as USERNAME` (or `--user`): whom the command acts as (see acting_user)."""
+    parser.add_argument(
+        "--as",
+        "--user",
+        dest="as_user",
+        default="",
+        metavar="USERNAME",
+        help="act as this user, whose roles are checked (default: the first superuser)",
+    )

@@ -5,7 +5,7 @@ import datetime
 
 from django.core.management.base import CommandError
 
-from apps.core.cli import Subcommand, acting_user
+from apps.core.cli import Subcommand, acting_user, as_user_argument
 from apps.core.pagination import DEFAULT_LIMIT
 
 from . import services
@@ -13,17 +13,6 @@ from .alert_selectors import AlertFilters, alert_filter, alerts_page, alerts_vis
 from .choices import AlertState, Severity
 
 COLUMNS = ("ID", "STATE", "SEVERITY", "COUNT", "LAST_AT", "TITLE")
-
-
-def _as_argument(parser) -> None:
-    parser.add_argument(
-        "--as",
-        "--user",
-        dest="as_user",
-        default="",
-        metavar="USERNAME",
-        help="act as this user, whose roles are checked (default: the first superuser)",
-    )
 
 
 def _alerts_configure(parser) -> None:
@@ -35,7 +24,7 @@ def _alerts_configure(parser) -> None:
     parser.add_argument(
         "--limit", type=int, default=DEFAULT_LIMIT, help=f"how many rows (default {DEFAULT_LIMIT})"
     )
-    _as_argument(parser)
+    as_user_argument(parser)
 
 
 def _when(alert) -> str:
@@ -71,7 +60,7 @@ def _alert_configure(parser) -> None:
     parser.add_argument("action", choices=["ack", "resolve"])
     parser.add_argument("ids", nargs="+", type=int, metavar="ID", help="alert ids")
     parser.add_argument("--comment", default="", help="why, for the alert's timeline")
-    _as_argument(parser)
+    as_user_argument(parser)
 
 
 def _alert_run(command, options: dict) -> None:

@@ -18,7 +18,8 @@ def test_schedules_ensure_creates_the_loops_and_generation_schedules(project):
     tasks.schedules_ensure()  # idempotent
 
     names = sorted(Schedule.objects.values_list("name", flat=True))
-    assert names == ["dispatcher", "generate:acme", "monitor"]
+    # The daily backup follows its settings (apps.backups), on by default.
+    assert names == ["backup", "dispatcher", "generate:acme", "monitor"]
     loop = Schedule.objects.get(name="dispatcher")
     assert (loop.func, loop.schedule_type, loop.minutes, loop.repeats) == (
         "apps.instances.tasks.dispatcher_loop",

@@ -19,6 +19,7 @@ CLI_MODULES = [
     "apps.realtime.cli",
     "apps.accounts.cli",
     "apps.demo.cli",
+    "apps.backups.cli",
 ]
 
 
