@@ -8,7 +8,7 @@ from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html
 from django.utils.module_loading import import_string
 
-from apps.core import clock
+from apps.core import clock, times
 
 register = template.Library()
 
@@ -29,6 +29,8 @@ BADGE_CHOICES = {
     "baseline": "apps.baselines.choices.CycleStatus",
     "rule_severity": "apps.quality.choices.RuleSeverity",
     "check": "apps.quality.choices.CheckStatus",
+    "backup_trigger": "apps.backups.choices.Trigger",
+    "backup_state": "apps.backups.choices.BackupState",
 }
 
 # The main navigation. An entry shows once its page exists (its URL name resolves), so
@@ -48,6 +50,7 @@ NAV_ITEMS = [
     ("Quality", "quality:rules"),
     ("Health", "health:index"),
     ("Audit log", "audit:list"),
+    ("Backups", "backups:list"),
 ]
 
 
@@ -91,6 +94,40 @@ def duration(seconds: float | None) -> str:
     if hours:
         return f"{hours}h {minutes:02d}m"
     return f"{minutes}m {secs:02d}s"
+
+
+@register.filter
+def when(value, shape: str = "full") -> str:
+    """`{{ instance.started_at|when }}` -> 2026-11-21 02:00:13 CST in the viewer's zone, as
+    a <time> whose tooltip names the zone; shapes in apps.core.times.FORMATS
+    (`|when:"short"` for a dense column) and "ago" (`|when:"ago"`: 5 min ago)."""
+    moment = times.as_moment(value)
+    if moment is None:
+        return ""
+    if not isinstance(moment, datetime.datetime):
+        return times.format_when(moment)
+    text = times.format_age(moment) if shape == "ago" else times.format_when(moment, shape)
+    # The tooltip is always the whole moment with its zone, whatever the cell shows.
+    return format_html(
+        '<time datetime="{}" title="{}">{}</time>',
+        times.local(moment).isoformat(timespec="seconds"),
+        f"{times.format_when(moment, 'seconds')} {times.zone_label(at=moment)}",
+        text,
+    )
+
+
+@register.filter
+def when_text(value, shape: str = "full") -> str:
+    """The text of `when` alone, for attributes and SVG titles."""
+    if shape == "ago":
+        return times.format_age(value)
+    return times.format_when(value, shape)
+
+
+@register.simple_tag
+def viewer_zone() -> str:
+    """'CST (Asia/Shanghai)': the zone this page's times are in."""
+    return times.zone_label()
 
 
 @register.filter
