@@ -29,6 +29,7 @@ def test_create_a_project_add_a_datasource_test_it_add_a_variable_and_a_member(
     page.click("#project-form [data-action=save]")
     page.wait_for_url(f"{live_server.url}/projects/sales/")
     expect(page.locator("h1")).to_contain_text("Sales Analytics")
+    page.screenshot(path=str(screenshots / "project-settings.png"), full_page=True)
     project = Project.objects.get(code="sales")
     assert project.timezone == "Europe/Berlin" and project.env_mode == "dev_prod"
 
