@@ -264,6 +264,7 @@ def _add_routers() -> None:
 
     api.add_router("/projects", projects_router)
     api.add_router("/projects", publish_router)
+    api.add_router("/projects", "apps.resources.api.router")
     api.add_router("/nodes", nodes_router)
     api.add_router("/instances", instances_router)
     api.add_router("/instances", "apps.instances.log_api.router")

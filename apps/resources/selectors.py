@@ -14,6 +14,7 @@ def resources_for_project(project) -> QuerySet[Resource]:
     and `version_count` annotated."""
     return (
         Resource.objects.filter(project=project)
+        .select_related("created_by")
         .annotate(version_count=Count("versions"))
         .prefetch_related(
             Prefetch(
