@@ -75,6 +75,11 @@ class Profile(models.Model):
     feishu_id = models.CharField("Feishu open_id", max_length=100, blank=True)
     wecom_id = models.CharField("WeCom user id", max_length=100, blank=True)
     slack_id = models.CharField("Slack member id", max_length=100, blank=True)
+    # Empty: a page about one project shows its times in the project's zone, any other
+    # page in the server's TIME_ZONE (apps.accounts.timezones).
+    timezone = models.CharField(
+        max_length=64, blank=True, help_text="IANA name such as Asia/Shanghai; empty: the project's"
+    )
 
     def __str__(self) -> str:
         return f"profile of {self.user}"

@@ -14,15 +14,25 @@ from apps.core import clock
 from apps.core.errors import PermissionDenied, ValidationFailed
 
 from .models import PHONE_RE, ApiToken, Profile
+from .timezones import is_timezone_name
 
 # Chat ids are opaque to opscenter, but never spaces or markup: they go into messages.
 CHAT_ID_RE = re.compile(r"^[A-Za-z0-9_.@+:-]{1,100}$")
 SLACK_ID_RE = re.compile(r"^[UW][A-Z0-9]{2,20}$")
-PROFILE_FIELDS = ("email", "phone", "dingtalk_id", "feishu_id", "wecom_id", "slack_id")
+PROFILE_FIELDS = (
+    "email",
+    "phone",
+    "dingtalk_id",
+    "feishu_id",
+    "wecom_id",
+    "slack_id",
+    "timezone",
+)
 
 
 def profile_update(*, user, fields: dict, source: str = "ui") -> Profile:
-    """Change some of PROFILE_FIELDS (`email` is the user's own); blank clears one."""
+    """Change some of PROFILE_FIELDS (`email` is the user's own); blank clears one (a blank
+    timezone: times in the project's zone, apps.accounts.timezones)."""
     errors: list[dict] = []
     clean: dict[str, str] = {}
     for name, value in fields.items():
@@ -50,6 +60,15 @@ def profile_update(*, user, fields: dict, source: str = "ui") -> Profile:
             if not SLACK_ID_RE.match(value):
                 errors.append(
                     {"field": "slack_id", "message": "a Slack member id such as U024BE7LH"}
+                )
+        elif name == "timezone":
+            if not is_timezone_name(value):
+                errors.append(
+                    {
+                        "field": "timezone",
+                        "message": f"unknown timezone {value!r}: an IANA name such as "
+                        "Asia/Shanghai or Europe/Berlin, or empty for the project's",
+                    }
                 )
         elif not CHAT_ID_RE.match(value):
             errors.append(

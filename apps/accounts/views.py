@@ -17,6 +17,8 @@ from .services import (
     token_create,
     token_revoke,
 )
+from .timezones import remember as remember_timezone
+from .timezones import timezone_names
 
 
 @login_required
@@ -31,10 +33,11 @@ def profile(request):
     if request.method == "POST":
         posted = {name: request.POST.get(name, "") for name in PROFILE_FIELDS}
         try:
-            profile_update(user=request.user, fields=posted)
+            saved = profile_update(user=request.user, fields=posted)
         except ValidationFailed as exc:
             errors, values, status = exc.errors, posted, 422
         else:
+            remember_timezone(request, saved.timezone)
             messages.success(request, "Profile saved.")
             return redirect("profile")
     by_field: dict[str, list[str]] = {}
@@ -43,7 +46,13 @@ def profile(request):
     return render(
         request,
         "accounts/profile.html",
-        {"values": values, "errors": errors, "field_errors": by_field},
+        {
+            "values": values,
+            "errors": errors,
+            "field_errors": by_field,
+            "timezone_names": timezone_names(),
+            "server_timezone": settings.TIME_ZONE,
+        },
         status=status,
     )
 

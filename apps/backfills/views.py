@@ -17,6 +17,7 @@ from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
+from apps.accounts.timezones import project_page
 from apps.core import clock
 from apps.core.errors import NotFound, OpscenterError, ValidationFailed
 from apps.core.htmx import render_page_or_partial, stop_polling, wants_partial
@@ -262,9 +263,11 @@ def _verb(action: str) -> str:
 
 def _backfill_or_404(request, backfill_id: int) -> Backfill:
     try:
-        return backfill_get(user=request.user, backfill_id=backfill_id)
+        backfill = backfill_get(user=request.user, backfill_id=backfill_id)
     except NotFound as exc:
         raise Http404(exc.detail) from exc
+    project_page(request, backfill.project)
+    return backfill
 
 
 def _nodes_from(request, name: str) -> list[Node]:

@@ -359,13 +359,15 @@ def _parse(value) -> datetime.datetime | None:
     return datetime.datetime.fromisoformat(value)
 
 
-def gantt(view: CycleView, *, now: datetime.datetime, width: int = 960) -> Gantt | None:
+def gantt(
+    view: CycleView, *, now: datetime.datetime, width: int = 960, tz: datetime.tzinfo | None = None
+) -> Gantt | None:
     """The critical path as bars on a time axis (real and predicted parts), with the
     committed and warning times and now as lines; None without a path."""
     steps = view.critical_path
     if not steps:
         return None
-    tz = view.baseline.project.tz
+    tz = tz or view.baseline.project.tz
     times = [t for s in steps for t in (s["start"], s["finish"])]
     times += [view.committed_at, view.warning_at, now]
     low, high = min(times), max(times)

@@ -4,7 +4,9 @@ on-time rate, history and alerts). Views parse, call selectors and render."""
 
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import render
+from django.utils import timezone
 
+from apps.accounts.timezones import project_page
 from apps.core import clock
 from apps.core.errors import NotFound, ValidationFailed
 from apps.instances.models import Instance
@@ -46,6 +48,7 @@ def baseline_detail(request, baseline_id: int):
         from django.http import Http404
 
         raise Http404(exc.detail) from exc
+    project_page(request, baseline.project)
     now = clock.now()
     errors, view, chart, missing = [], None, None, ""
     try:
@@ -60,7 +63,7 @@ def baseline_detail(request, baseline_id: int):
         biz_date, hour = cycle_of(baseline, biz_date=None, hour=None, now=now)
     try:
         view = cycle_status(baseline=baseline, biz_date=biz_date, hour=hour, now=now)
-        chart = gantt(view, now=now)
+        chart = gantt(view, now=now, tz=timezone.get_current_timezone())
     except NotFound as exc:
         missing = exc.detail
     keys = []

@@ -7,6 +7,7 @@ import datetime
 from urllib.parse import urlencode
 
 from django.contrib.auth.decorators import login_required
+from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from apps.core import clock
@@ -28,7 +29,8 @@ TICKS = 6
 @login_required
 @require_GET
 def instance_timeline(request):
-    tz = request.project.tz if getattr(request, "project", None) is not None else datetime.UTC
+    # The viewer's zone (apps.accounts.timezones): theirs, the chosen project's, or the server's.
+    tz = timezone.get_current_timezone()
     errors = []
     raw_date = request.GET.get("biz_date", "").strip()
     biz_date = clock.now().astimezone(tz).date() - datetime.timedelta(days=1)

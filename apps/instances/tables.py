@@ -9,6 +9,7 @@ table (head, empty row, pager) and its look; this module must stay in step with 
 from html import escape
 
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.safestring import SafeString, mark_safe
 
 from apps.core.templatetags.opscenter import duration, elapsed, state_badge
@@ -34,10 +35,11 @@ def instance_rows_html(
     rows: list[InstanceRow], *, may_batch: bool, show_project: bool
 ) -> SafeString:
     detail = _detail_url_pattern()
+    # In the viewer's zone (apps.accounts.timezones), as the `when` filter writes them.
+    tz = timezone.get_current_timezone()
     out = []
     for row in rows:
         url = detail.format(row.id)
-        tz = escape(str(row.tz))
         cells = [f'<tr data-instance="{row.id}">']
         if may_batch:
             cells.append(
@@ -53,7 +55,7 @@ def instance_rows_html(
         cells.append("</td>")
         cells.append(f"<td>{_KIND_LABELS.get(row.kind, escape(row.kind))}</td>")
         cells.append(f'<td class="mono">{row.biz_date:%Y-%m-%d}</td>')
-        cells.append(f'<td class="mono" title="{tz}">{row.scheduled_at:%Y-%m-%d %H:%M}</td>')
+        cells.append(f'<td class="mono">{row.scheduled_at.astimezone(tz):%Y-%m-%d %H:%M}</td>')
         cells.append(f'<td class="state-cell">{state_badge(row.state)}')
         if row.state == InstanceState.PENDING:
             cells.append(f" {state_badge(row.wait_reason, 'wait')}")
@@ -64,8 +66,8 @@ def instance_rows_html(
         cells.append(f'<td class="num">{row.priority}</td>')
         cells.append(f"<td>{escape(row.resource_group)}</td>")
         cells.append(f'<td class="num">{row.attempt_count}</td>')
-        started = f"{row.started_at:%m-%d %H:%M:%S}" if row.started_at else ""
-        cells.append(f'<td class="mono" title="{tz}">{started}</td>')
+        started = f"{row.started_at.astimezone(tz):%m-%d %H:%M:%S}" if row.started_at else ""
+        cells.append(f'<td class="mono">{started}</td>')
         cells.append(f'<td class="num mono">{duration(elapsed(row))}</td>')
         cells.append("</tr>\n")
         out.append("".join(cells))

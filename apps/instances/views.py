@@ -26,6 +26,7 @@ from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_POST
 from django_htmx.http import push_url
 
+from apps.accounts.timezones import project_page
 from apps.audit.choices import Result
 from apps.audit.models import OperationLog
 from apps.configuration.models import ResourceGroup
@@ -626,9 +627,11 @@ def instance_dag(request, instance_id: int):
 
 def _instance_or_404(request, instance_id: int) -> Instance:
     try:
-        return instance_get(user=request.user, instance_id=instance_id)
+        instance = instance_get(user=request.user, instance_id=instance_id)
     except NotFound as exc:
         raise Http404(exc.detail) from exc
+    project_page(request, instance.project)
+    return instance
 
 
 def _int_param(request, name: str, *, default: int) -> int:

@@ -20,6 +20,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import push_url, trigger_client_event
 
+from apps.accounts.timezones import project_page
 from apps.core.errors import NotFound, OpscenterError, ValidationFailed
 from apps.core.htmx import render_page_or_partial, stop_polling, triggered_by, wants_partial
 from apps.core.pagination import Page
@@ -291,9 +292,11 @@ def may_operate(user, alert: Alert) -> bool:
 
 def _alert_or_404(request, alert_id: int) -> Alert:
     try:
-        return alert_get(user=request.user, alert_id=alert_id)
+        alert = alert_get(user=request.user, alert_id=alert_id)
     except NotFound as exc:
         raise Http404(exc.detail) from exc
+    project_page(request, alert.project)
+    return alert
 
 
 def _detail_context(request, alert: Alert) -> dict:

@@ -19,6 +19,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
+from apps.accounts.timezones import project_page
 from apps.core import clock
 from apps.core.errors import NotFound, OpscenterError, ValidationFailed
 from apps.core.htmx import render_page_or_partial, wants_partial
@@ -280,9 +281,11 @@ def rule_new(request):
 
 def _rule_or_404(request, rule_id: int) -> MonitorRule:
     try:
-        return monitor_rule_get(user=request.user, rule_id=rule_id)
+        rule = monitor_rule_get(user=request.user, rule_id=rule_id)
     except NotFound as exc:
         raise Http404(exc.detail) from exc
+    project_page(request, rule.project)
+    return rule
 
 
 @login_required

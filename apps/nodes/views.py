@@ -19,6 +19,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect, push_url, trigger_client_event
 
+from apps.accounts.timezones import project_page
 from apps.configuration.runtime import runtime_for_node
 from apps.core import clock, dag
 from apps.core.errors import NotFound, OpscenterError, ValidationFailed
@@ -420,9 +421,11 @@ def node_dag_json(request, node_id: int):
 
 def _node_or_404(request, node_id: int) -> Node:
     try:
-        return node_get(user=request.user, node_id=node_id)
+        node = node_get(user=request.user, node_id=node_id)
     except NotFound as exc:
         raise Http404(exc.detail) from exc
+    project_page(request, node.project)
+    return node
 
 
 def _may_operate_somewhere(request) -> bool:

@@ -12,6 +12,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
+from apps.accounts.timezones import project_page
 from apps.core.errors import NotFound, OpscenterError, ValidationFailed
 from apps.core.htmx import render_page_or_partial, wants_partial
 from apps.core.pagination import keyset_page
@@ -58,9 +59,11 @@ def _errors_of(exc: OpscenterError) -> list[dict]:
 
 def _rule_or_404(request, rule_id: int) -> FieldRule:
     try:
-        return field_rule_get(user=request.user, rule_id=rule_id)
+        rule = field_rule_get(user=request.user, rule_id=rule_id)
     except NotFound as exc:
         raise Http404(exc.detail) from exc
+    project_page(request, rule.project)
+    return rule
 
 
 @login_required

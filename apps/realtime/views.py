@@ -9,6 +9,7 @@ from django.http import Http404
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
+from apps.accounts.timezones import project_page
 from apps.core import clock
 from apps.core.errors import NotFound, OpscenterError
 from apps.core.htmx import stop_polling
@@ -53,9 +54,11 @@ def realtime_panel_context(node: Node) -> dict:
 
 def _node_or_404(request, node_id: int) -> Node:
     try:
-        return node_get(user=request.user, node_id=node_id)
+        node = node_get(user=request.user, node_id=node_id)
     except NotFound as exc:
         raise Http404(exc.detail) from exc
+    project_page(request, node.project)
+    return node
 
 
 @login_required

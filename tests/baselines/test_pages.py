@@ -63,6 +63,9 @@ def test_the_list_shows_todays_status_at_risk_first(as_user, day):
         (str(day["late"].pk), "warning"),
         (str(day["early"].pk), "safe"),
     ]
+    # The list of every project's baselines is in the server's zone; the project chosen,
+    # in the project's (Asia/Shanghai), like the cycle's committed 10:00.
+    html = as_user("vera").get("/baselines/?project=acme").content.decode()
     assert "09:43" in html and "11-20 10:00" in html
     assert "43m 30s late" not in html  # predicted before the committed time
     assert "16m 30s to spare" in html  # 10:00 - 09:43:30

@@ -98,8 +98,11 @@ def test_list_shows_alerts_most_recent_first_with_their_facts(as_user, alerts):
     assert f'href="/instances/{firing.instance_id}/"' in row
     assert f'href="/nodes/{firing.node_id}/"' in row
     assert "An attempt fails" in row and '<td class="num">3</td>' in row
-    # Times in the project's timezone (Asia/Shanghai: 09:50 is 01:50 UTC).
-    assert "11-22 09:50:00" in row
+    # A list of every project's alerts is in the server's zone (UTC here); with the
+    # project chosen, in the project's (Asia/Shanghai: 01:50 UTC is 09:50).
+    assert "11-22 01:50:00" in row and 'title="2026-11-22 01:50:00 UTC"' in row
+    chosen = as_user("olga").get("/alerts/?project=acme").content.decode()
+    assert "11-22 09:50:00" in chosen and "CST (Asia/Shanghai)" in chosen
     acked_row = html[html.index(f'<tr data-alert="{acked.id}"') :].split("</tr>")[0]
     assert "olga" in acked_row and 'data-alert="acknowledged"' in acked_row
     resolved_row = html[html.index(f'<tr data-alert="{resolved.id}"') :].split("</tr>")[0]

@@ -27,7 +27,7 @@ def rows(html: str) -> list[int]:
 # --- list ------------------------------------------------------------------------------
 
 
-def test_list_full_page_shows_columns_in_project_timezone(olga, users, project):
+def test_list_full_page_shows_columns_in_the_viewers_timezone(olga, users, project):
     node = node_create(project, "load_orders", owner=users["alice"], type="shell")
     instance = instance_create(node, T0, state="failed", attempt_count=2, priority=4)
     response = olga.get("/instances/")
@@ -36,9 +36,13 @@ def test_list_full_page_shows_columns_in_project_timezone(olga, users, project):
     assert "<html" in html and 'id="instance-filters"' in html
     assert rows(html) == [instance.id]
     assert "load_orders" in html
-    # 18:00 UTC is 02:00 the next day in Asia/Shanghai; biz date is the day before that.
-    assert "2026-11-22 02:00" in html
+    # Every project's instances: in the server's zone (UTC), which the table names.
+    assert "2026-11-21 18:00" in html and "times in UTC" in html
     assert "2026-11-21" in html
+    # With the project chosen: 18:00 UTC is 02:00 the next day in Asia/Shanghai; the
+    # biz date is the day before that.
+    html = olga.get("/instances/?project=acme").content.decode()
+    assert "2026-11-22 02:00" in html and "times in CST (Asia/Shanghai)" in html
     assert '<span class="badge badge-red" data-state="failed">Failed</span>' in html
 
 

@@ -411,7 +411,9 @@ def test_on_call_list_says_who_is_on_call_now_and_next(as_user, setup, project):
     html = response.content.decode()
     row = html[html.index(f'<tr data-schedule="{setup["schedule"].id}"') :].split("</tr>")[0]
     assert 'data-on-call-now="olga"' in row and 'data-on-call-next="dave"' in row
-    assert "2026-11-23 09:00" in row and "Asia/Shanghai" in row and "Weekly" in row
+    # The handover in the viewer's zone (the server's, UTC here), the rotation's own zone
+    # beside the handover time of day.
+    assert "2026-11-23 01:00 UTC" in row and "Asia/Shanghai" in row and "Weekly" in row
     assert '<span class="rotation-user is-on-call">olga</span>' in row
     night = html[html.index('data-schedule="') :]
     assert "nobody yet (starts 2026-12-01)" in night and "global" in night
