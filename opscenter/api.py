@@ -266,6 +266,7 @@ def _add_routers() -> None:
     api.add_router("/projects", publish_router)
     api.add_router("/projects", "apps.resources.api.router")
     api.add_router("/nodes", nodes_router)
+    api.add_router("/node-groups", "apps.nodes.group_api.router")
     api.add_router("/instances", instances_router)
     api.add_router("/instances", "apps.instances.log_api.router")
     api.add_router("/backfills", "apps.backfills.api.router")
@@ -282,6 +283,7 @@ def _add_routers() -> None:
     api.add_router("/resources", "apps.monitoring.resources_api.router")
     api.add_router("/field-rules", "apps.quality.api.router")
     api.add_router("/health", "apps.health.api.router")
+    api.add_router("/backups", "apps.backups.api.router")
 
 
 _add_routers()

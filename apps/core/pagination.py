@@ -49,6 +49,11 @@ def _decode(cursor: str) -> tuple[Any, int]:
         ) from exc
 
 
+# For a list whose rows have no id of their own (an aggregate, such as the node groups):
+# it pages on (value, another whole number) with these.
+encode_cursor, decode_cursor = _encode, _decode
+
+
 def parse_limit(limit: int | str | None) -> int:
     if limit in (None, ""):
         return DEFAULT_LIMIT

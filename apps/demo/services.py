@@ -135,11 +135,15 @@ def partner_returns_write(*, biz_date: datetime.date) -> Path:
 
 
 def pipeline_specs(*, directory: Path = PIPELINES_DIR) -> list[dict]:
-    """Every NodeSpec of every pipeline file, as one batch (files depend on each other)."""
+    """Every NodeSpec of every pipeline file, as one batch (files depend on each other).
+    Each file's nodes are in the node group named after it, as `opscenter publish FILE`
+    puts them."""
+    from apps.nodes.validation import group_default
+
     specs: list[dict] = []
     for path in sorted(directory.glob("*.yaml")):
         document = yaml.safe_load(path.read_text()) or {}
-        specs.extend(document.get("nodes", []))
+        specs.extend(group_default(document.get("nodes", []), path.stem))
     return specs
 
 

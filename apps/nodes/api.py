@@ -49,6 +49,7 @@ class NodeOut(Schema):
     resource_group: str
     paused: bool
     version: int | None
+    group: str = Field(description="the node group it was published with; empty: none")
 
 
 class NodeDetailOut(NodeOut):
@@ -132,6 +133,7 @@ def node_out(node: Node) -> dict:
         "resource_group": node.resource_group.name,
         "paused": node.paused,
         "version": node.version,
+        "group": node.group,
     }
 
 
@@ -154,6 +156,7 @@ def node_list(
     owner: str = "",
     paused: str = "",
     status: str = "",
+    group: str = "",
     q: str = "",
     limit: str = "",
     cursor: str = "",
@@ -166,6 +169,7 @@ def node_list(
         owner=owner.strip(),
         paused=paused.strip(),
         status=status.strip(),
+        group=group.strip(),
         q=q.strip(),
     )
     queryset = node_filter(nodes_visible_to(request.auth), filters)

@@ -25,6 +25,8 @@ class Node(models.Model):
     paused = models.BooleanField(default=False)
     status = models.CharField(max_length=16, choices=NodeStatus.choices, default=NodeStatus.ONLINE)
     description = models.TextField(blank=True)
+    # The node group it was published with (its pipeline file, or the spec's `group`).
+    group = models.CharField(max_length=100, blank=True, default="")
     current_version = models.ForeignKey(
         "nodes.NodeVersion", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
@@ -38,6 +40,7 @@ class Node(models.Model):
         indexes = [
             models.Index(fields=["project", "env", "schedule_type"], name="node_schedule_idx"),
             models.Index(fields=["owner"], name="node_owner_idx"),
+            models.Index(fields=["project", "group", "name"], name="node_group_idx"),
         ]
         ordering = ["project", "env", "name"]
 

@@ -14,7 +14,7 @@ from django.contrib.auth import get_user_model
 
 from apps.audit.services import operation_run
 from apps.core import clock
-from apps.core.errors import Conflict, OpscenterError, ValidationFailed
+from apps.core.errors import Conflict, NotFound, OpscenterError, ValidationFailed
 from apps.instances import states
 from apps.instances.choices import InstanceKind, InstanceState
 from apps.instances.models import Instance
@@ -26,7 +26,7 @@ from apps.instances.operations import (
     refresh_wait_reasons,
     tick_on_commit,
 )
-from apps.projects.models import Membership
+from apps.projects.models import Membership, Project
 from apps.projects.permissions import require_role
 from apps.projects.selectors import projects_visible_to
 
@@ -76,22 +76,24 @@ def _pending_ids(node: Node) -> list[int]:
 # --- pause, resume ---------------------------------------------------------------------
 
 
-def node_pause(*, node: Node, by, source: str) -> Node:
+def node_pause(*, node: Node, by, source: str, group: str = "") -> Node:
     """Hold every pending and future instance of the node (they show as frozen) until it
-    is resumed. Running instances go on."""
+    is resumed. Running instances go on. `group`: the node group paused as a whole that
+    this pause is part of, recorded with it."""
 
     def change() -> dict:
         if not Node.objects.filter(pk=node.pk, paused=False).update(paused=True):
             raise Conflict(f"node {node} is already paused")
         refresh_wait_reasons(_pending_ids(node))
-        return {"paused": True}
+        return {"paused": True, **({"group": group} if group else {})}
 
     operate(action="node_pause", node=node, by=by, source=source, change=change)
     return _reload(node)
 
 
-def node_resume(*, node: Node, by, source: str) -> Node:
-    """Release the node's instances; those whose conditions hold start at once."""
+def node_resume(*, node: Node, by, source: str, group: str = "") -> Node:
+    """Release the node's instances; those whose conditions hold start at once. `group`:
+    as for node_pause."""
 
     def change() -> dict:
         if not Node.objects.filter(pk=node.pk, paused=True).update(paused=False):
@@ -99,10 +101,99 @@ def node_resume(*, node: Node, by, source: str) -> Node:
         pending = _pending_ids(node)
         refresh_wait_reasons(pending)
         tick_on_commit(pending)
-        return {"paused": False}
+        return {"paused": False, **({"group": group} if group else {})}
 
     operate(action="node_resume", node=node, by=by, source=source, change=change)
     return _reload(node)
+
+
+# --- a whole node group ------------------------------------------------------------------
+
+
+def group_pause(*, project: Project, group: str, by, source: str, env: str = "") -> list[BatchItem]:
+    """Pause every online node of the group (of `env` only, when given) that is not
+    paused yet; see _group_operate."""
+    return _group_operate(
+        action="pause", project=project, group=group, env=env, by=by, source=source
+    )
+
+
+def group_resume(
+    *, project: Project, group: str, by, source: str, env: str = ""
+) -> list[BatchItem]:
+    """Resume every paused online node of the group (of `env` only, when given)."""
+    return _group_operate(
+        action="resume", project=project, group=group, env=env, by=by, source=source
+    )
+
+
+def _group_operate(
+    *, action: str, project: Project, group: str, env: str, by, source: str
+) -> list[BatchItem]:
+    """Pause or resume a node group: one group operation in the operation log (what it
+    changed and left alone), made of the node operations node_pause / node_resume on each
+    node it changes, each logged on its node too (naming the group). The acting user needs
+    the operating role for every environment the group's nodes are in, else nothing is
+    done. A node refused on its own (changed meanwhile) does not stop the others; a
+    group with nothing to change is refused (409). Answers one result per online node."""
+    if env and env not in Env.values:
+        raise ValidationFailed(
+            f"invalid env {env!r}", [{"field": "env", "message": f"one of {', '.join(Env.values)}"}]
+        )
+    scope = Node.objects.filter(project=project, group=group)
+    if env:
+        scope = scope.filter(env=env)
+    nodes = list(
+        scope.filter(status=NodeStatus.ONLINE)
+        .select_related("project", "owner", "resource_group", "current_version")
+        .order_by("name", "env")
+    )
+    if not nodes and not scope.exists():
+        raise NotFound(f"no node group {group!r} in project {project.code!r}")
+    pause = action == "pause"
+    operation = node_pause if pause else node_resume
+    results: list[BatchItem] = []
+
+    def authorize() -> None:
+        for node_env in sorted({node.env for node in nodes} or {env or Env.PROD}):
+            require_role(by, project, operate_role(node_env))
+
+    def change() -> dict:
+        already = "already paused" if pause else "not paused"
+        if all(node.paused == pause for node in nodes):
+            raise Conflict(
+                f"node group {group} of {project.code}: every online node is {already}"
+                if nodes
+                else f"node group {group} of {project.code} has no online node"
+            )
+        done: dict[str, list[str]] = {"changed": [], "unchanged": [], "refused": []}
+        for node in nodes:
+            if node.paused == pause:
+                results.append(BatchItem(node.pk, True, _state(node), already))
+                done["unchanged"].append(str(node))
+                continue
+            try:
+                node = operation(node=node, by=by, source=source, group=group)
+            except OpscenterError as exc:
+                node.refresh_from_db(fields=["paused", "status"])
+                results.append(BatchItem(node.pk, False, _state(node), exc.detail))
+                done["refused"].append(str(node))
+            else:
+                results.append(BatchItem(node.pk, True, _state(node), f"{action}d"))
+                done["changed"].append(str(node))
+        return {"group": group, "env": env, **done}
+
+    operation_run(
+        by=by,
+        source=source,
+        action=f"group_{action}",
+        object_type="node_group",
+        object_id=f"{project.code}/{group}",
+        project=project,
+        authorize=authorize,
+        change=change,
+    )
+    return results
 
 
 # --- run ---------------------------------------------------------------------------------

@@ -2,10 +2,11 @@
 
 from dataclasses import dataclass, fields
 
-from django.db.models import Q, QuerySet
+from django.db.models import Count, Q, QuerySet
 
 from apps.core import dag
 from apps.core.errors import NotFound, ValidationFailed
+from apps.core.pagination import Page, decode_cursor, encode_cursor, parse_limit
 from apps.projects.selectors import projects_visible_to
 
 from .choices import Env, NodeStatus, NodeType, ScheduleType
@@ -50,6 +51,7 @@ class NodeFilters:
     owner: str = ""
     paused: str = ""
     status: str = ""
+    group: str = ""
     q: str = ""
 
     @classmethod
@@ -89,11 +91,64 @@ def node_filter(queryset: QuerySet[Node], filters: NodeFilters) -> QuerySet[Node
             _refuse("paused", "true or false")
     if filters.status:
         queryset = queryset.filter(status=_choice("status", filters.status, NodeStatus.values))
+    if filters.group:
+        queryset = queryset.filter(group=filters.group)
     if filters.q:
         queryset = queryset.filter(
             Q(name__icontains=filters.q) | Q(description__icontains=filters.q)
         )
     return queryset
+
+
+# --- node groups ------------------------------------------------------------------------
+# A group is the nodes of one project published with the same `group` (by default the
+# pipeline file's name when published with the CLI): not a row of its own.
+
+
+def node_groups(queryset: QuerySet[Node]) -> QuerySet:
+    """One row per group among `queryset`'s nodes, in one aggregate query: `project_id`,
+    `project__code`, `group`, and how many `nodes` it has, how many are `paused` (and
+    online) and how many `offline`. Ordered by group name, then project."""
+    return (
+        queryset.exclude(group="")
+        .order_by()
+        .values("project_id", "project__code", "group")
+        .annotate(
+            nodes=Count("id"),
+            paused=Count("id", filter=Q(paused=True, status=NodeStatus.ONLINE)),
+            offline=Count("id", filter=~Q(status=NodeStatus.ONLINE)),
+        )
+        .order_by("group", "project_id")
+    )
+
+
+def node_groups_page(queryset: QuerySet[Node], *, cursor: str | None, limit) -> Page:
+    """A keyset page of node_groups(queryset): the cursor is the last (group, project)."""
+    limit = parse_limit(limit)
+    rows = node_groups(queryset)
+    if cursor:
+        group, project_id = decode_cursor(cursor)
+        rows = rows.filter(
+            Q(group__gte=group),
+            Q(group__gt=group) | Q(group=group, project_id__gt=project_id),
+        )
+    items = list(rows[: limit + 1])
+    if len(items) <= limit:
+        return Page(items=items, next_cursor=None)
+    last = items[limit - 1]
+    return Page(items=items[:limit], next_cursor=encode_cursor(last["group"], last["project_id"]))
+
+
+def group_get(*, user, project_code: str, group: str) -> dict:
+    """The group `group` of project `project_code` as a node_groups row, if `user` sees the
+    project and the group has a node; else NotFound (a group one may not see does not
+    exist)."""
+    row = node_groups(
+        nodes_visible_to(user).filter(project__code=project_code, group=group)
+    ).first()
+    if row is None:
+        raise NotFound(f"no node group {group!r} in project {project_code!r}")
+    return row
 
 
 @dataclass

@@ -29,6 +29,7 @@ MIRRORED_FIELDS = [
     "resource_group",
     "paused",
     "description",
+    "group",
     "status",
     "current_version",
     "updated_at",
@@ -252,4 +253,5 @@ def _mirror(spec: dict, batch: CheckedBatch) -> dict:
         "resource_group": batch.resource_groups[spec["resource_group"]],
         "paused": spec["paused"],
         "description": spec["description"],
+        "group": spec.get("group", ""),
     }

@@ -45,10 +45,12 @@ SPEC_DEFAULTS = {
 
 # Keys a canonical spec holds only when given, so that a node published before the key
 # existed keeps its hash (and gets no new version) when it is republished unchanged.
+# `group`: the node group it was published with (through the CLI by default the name of
+# its pipeline file); Node.group mirrors it.
 # `resources`: names of project resources (apps.resources) the attempt finds in its work
 # directory; the versions current at publish are pinned with the node version
 # (ResourcePin).
-SPEC_OPTIONAL_KEYS = ("resources",)
+SPEC_OPTIONAL_KEYS = ("group", "resources")
 
 
 def spec_hash(spec: dict, resource_versions: dict[str, int] | None = None) -> str:

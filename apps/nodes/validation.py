@@ -35,6 +35,8 @@ from .specs import RUNTIME_KEYS, SPEC_DEFAULTS, SPEC_OPTIONAL_KEYS
 # No dots in a name: "project_code.node_name" names another project's node.
 NAME_RE = re.compile(r"^\w[\w-]*$")
 NAME_MAX_LENGTH = 200
+GROUP_RE = re.compile(r"^\w[\w.-]*$")
+GROUP_MAX_LENGTH = 100
 PARAM_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # These are the built-in parameters (${bizdate}, ${cyctime}, ${var.NAME}).
 RESERVED_PARAMS = {"bizdate", "cyctime", "var"}
@@ -77,6 +79,30 @@ class _Errors:
 
     def add(self, node: str | None, field_name: str, message: str) -> None:
         self.items.append({"node": node, "field": field_name, "message": message})
+
+
+def group_error(value: Any) -> str | None:
+    """Why `value` is not a node group name (None when it is one; "" means no group)."""
+    if not isinstance(value, str):
+        return f"must be a group name (a string), not {_type_name(value)}"
+    value = value.strip()
+    if value and (len(value) > GROUP_MAX_LENGTH or not GROUP_RE.match(value)):
+        return (
+            f"{value[: GROUP_MAX_LENGTH + 20]!r} is not a group name: letters, digits, _, - "
+            f"and ., starting with a letter, digit or _, at most {GROUP_MAX_LENGTH}"
+        )
+    return None
+
+
+def group_default(specs: Any, group: str) -> Any:
+    """The raw specs with `group` for those that name none: the CLI's and the demo's
+    default, the pipeline file's name. A spec's own `group` (even "", no group) wins."""
+    if not isinstance(specs, list):
+        return specs
+    return [
+        {**spec, "group": group} if isinstance(spec, dict) and spec.get("group") is None else spec
+        for spec in specs
+    ]
 
 
 def _is_int(value: Any) -> bool:
@@ -180,6 +206,12 @@ class _SpecChecker:
                 spec["description"] = raw["description"]
             else:
                 self.err("description", f"must be a string, not {_type_name(raw['description'])}")
+        if self.given("group"):
+            problem = group_error(raw["group"])
+            if problem:
+                self.err("group", problem)
+            elif raw["group"].strip():  # no group: no key (SPEC_OPTIONAL_KEYS)
+                spec["group"] = raw["group"].strip()
         spec["params"] = self.params()
         if resources := self.resources():  # none: no key (SPEC_OPTIONAL_KEYS)
             spec["resources"] = resources

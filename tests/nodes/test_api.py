@@ -23,6 +23,7 @@ NODE_FIELDS = {
     "resource_group",
     "paused",
     "version",
+    "group",
 }
 
 
@@ -153,6 +154,7 @@ def test_node_list_fields_and_visibility(graph, api_as):
         "resource_group": "default",
         "paused": False,
         "version": 1,
+        "group": "",
     }
     assert names(api_as("olga").get("/api/nodes")) == [
         "adhoc",

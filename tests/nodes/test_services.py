@@ -226,7 +226,9 @@ def test_immediate_projects_generate_the_rest_of_today(project, dave, monkeypatc
 
 def test_a_large_batch_takes_a_handful_of_queries(project, dave, django_assert_max_num_queries):
     specs = [spec("n0")] + [spec(f"n{i}", upstream=[f"n{i - 1}"]) for i in range(1, 400)]
-    with django_assert_max_num_queries(30):
+    # A fixed few, whatever the batch size; SQLite splits each bulk write into batches
+    # by its limit of variables per statement, so a column more may cost a batch more.
+    with django_assert_max_num_queries(34):
         result = publish(project, dave, *specs)
     assert len(result.created) == 400
     assert NodeDependency.objects.count() == 399
@@ -234,7 +236,7 @@ def test_a_large_batch_takes_a_handful_of_queries(project, dave, django_assert_m
     assert n399.current_version.upstream_ids == [Node.objects.get(name="n398").id]
     # Republishing with every spec changed is just as cheap.
     specs = [{**s, "priority": 4} for s in specs]
-    with django_assert_max_num_queries(30):
+    with django_assert_max_num_queries(34):
         result = publish(project, dave, *specs)
     assert len(result.updated) == 400
     assert NodeVersion.objects.filter(number=2).count() == 400
