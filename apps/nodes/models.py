@@ -92,6 +92,7 @@ class NodeDependency(models.Model):
     upstream = models.ForeignKey(Node, on_delete=models.CASCADE, related_name="downstream_links")
 
     class Meta:
+        verbose_name_plural = "node dependencies"
         constraints = [
             models.UniqueConstraint(fields=["node", "upstream"], name="uniq_node_dependency")
         ]
