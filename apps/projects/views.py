@@ -7,9 +7,6 @@ of is a 404; viewers read, operators also test connections, admins change. A for
 service refuses comes back with each error next to its input and nothing changed.
 """
 
-import functools
-import zoneinfo
-
 from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
@@ -19,6 +16,7 @@ from django.http import Http404
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
+from apps.accounts.timezones import project_page, timezone_names
 from apps.core.errors import NotFound, OpscenterError, ValidationFailed
 from apps.core.forms import field_errors
 from apps.core.htmx import render_page_or_partial, wants_partial
@@ -85,6 +83,8 @@ def _project(request, code: str) -> dict:
         project = project_get(user=request.user, code=code)
     except NotFound as exc:
         raise Http404(exc.detail) from exc
+    # Its times (created, member since...) in its own zone unless the viewer chose one.
+    project_page(request, project)
     role = role_of(request.user, project)
     rank = ROLE_RANK[role]
     return {
@@ -107,17 +107,12 @@ def _may_create_projects(user) -> bool:
     return user.is_superuser or user.is_staff
 
 
-@functools.cache
-def _timezone_names() -> tuple[str, ...]:
-    return tuple(sorted(zoneinfo.available_timezones()))
-
-
 def _project_choices() -> dict:
     """The form's choices; the timezone input completes from every IANA name."""
     return {
         "env_modes": EnvMode.choices,
         "generation_modes": GenerationMode.choices,
-        "timezones": _timezone_names(),
+        "timezones": timezone_names(),
     }
 
 

@@ -613,3 +613,11 @@ def test_pages_that_show_a_project_link_to_it(as_user, project, users):
     assert f'<a href="/projects/acme/">{project.name}</a>' in html
     chosen = html_of(alice.get("/projects/?project=acme"))
     assert '<a class="small" href="/projects/acme/"' in chosen  # next to the switcher
+
+
+def test_times_are_in_the_projects_zone_unless_the_viewer_chose_one(as_user, project):
+    created = datetime.datetime(2026, 11, 21, 2, 0, 30, 123456, tzinfo=datetime.UTC)
+    Project.objects.filter(pk=project.pk).update(created_at=created)
+    html = html_of(as_user("vera").get("/projects/acme/"))
+    assert "2026-11-21 10:00 CST" in html  # Asia/Shanghai
+    assert "123456" not in html
