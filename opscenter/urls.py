@@ -28,4 +28,5 @@ urlpatterns = [
     path("audit/", include("apps.audit.urls")),
     path("backups/", include("apps.backups.urls")),
     path("projects/", include("apps.projects.urls")),
+    path("projects/", include("apps.resources.urls")),
 ]

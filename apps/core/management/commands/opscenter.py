@@ -20,6 +20,7 @@ CLI_MODULES = [
     "apps.accounts.cli",
     "apps.demo.cli",
     "apps.backups.cli",
+    "apps.resources.cli",
 ]
 
 
