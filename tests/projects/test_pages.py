@@ -621,3 +621,10 @@ def test_times_are_in_the_projects_zone_unless_the_viewer_chose_one(as_user, pro
     html = html_of(as_user("vera").get("/projects/acme/"))
     assert "2026-11-21 10:00 CST" in html  # Asia/Shanghai
     assert "123456" not in html
+
+
+def test_the_profile_and_user_menu_lead_to_projects_and_tokens(as_user, project):
+    html = html_of(as_user("vera").get("/account/profile/"))
+    assert 'href="/projects/" data-link="projects"' in html
+    assert 'href="/account/tokens/" data-link="tokens"' in html
+    assert '<a href="/account/tokens/">API tokens</a>' in html  # the user menu
