@@ -5,7 +5,7 @@ import datetime
 from django.conf import settings
 
 from apps.configuration import clusters as q_clusters
-from apps.core import clock
+from apps.core import clock, times
 
 from .models import ClusterSeen
 
@@ -56,14 +56,12 @@ def dead_clusters_alert(*, now: datetime.datetime | None = None) -> int:
         if not cluster.alive:
             current[f"cluster:{cluster.cluster_id}"] = (
                 f"cluster {cluster.queue or '?'} on {cluster.host}:{cluster.pid} is dead",
-                f"no heartbeat since {cluster.heartbeat_at.isoformat(timespec='seconds')}",
+                f"no heartbeat since {times.format_when(cluster.heartbeat_at)}",
             )
     for supervisor in health.supervisors:
         if not supervisor.alive:
             since = (
-                supervisor.heartbeat_at.isoformat(timespec="seconds")
-                if supervisor.heartbeat_at
-                else "ever"
+                times.format_when(supervisor.heartbeat_at) if supervisor.heartbeat_at else "ever"
             )
             current[f"supervisor:{supervisor.name}"] = (
                 f"real-time supervisor {supervisor.name} is dead",

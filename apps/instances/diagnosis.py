@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 
 from django.conf import settings
 
-from apps.core import clock, dag
+from apps.core import clock, dag, times
 from apps.projects.selectors import projects_visible_to
 
 from . import admission, logs
@@ -243,7 +243,6 @@ def _error_excerpt(instance: Instance) -> Note | None:
 
 
 def _not_pending(instance: Instance) -> str:
-    tz = instance.project.tz
     state = instance.state
     if instance.kind == InstanceKind.REALTIME:
         # A streaming process is started and stopped from its node, not dispatched.
@@ -251,7 +250,7 @@ def _not_pending(instance: Instance) -> str:
     if state == InstanceState.SUCCEEDED:
         if instance.forced:
             return "finished: set to succeeded by an operator"
-        return f"finished: succeeded at {_iso(instance.finished_at, tz)}"
+        return f"finished: succeeded at {times.format_when(instance.finished_at)}"
     if state == InstanceState.SKIPPED:
         if instance.dry_run:
             return "finished: skipped, a dry run (its cron does not fire that day)"
@@ -268,7 +267,10 @@ def _not_pending(instance: Instance) -> str:
     if state == InstanceState.QUEUED:
         return f"queued: waiting for a worker of resource group {instance.resource_group.name!r}"
     if state == InstanceState.RUNNING:
-        return f"running since {_iso(instance.started_at, tz)} (attempt {instance.attempt_count})"
+        return (
+            f"running since {times.format_when(instance.started_at)} "
+            f"(attempt {instance.attempt_count})"
+        )
     return f"{state}: not waiting to start"
 
 
@@ -489,7 +491,7 @@ def _waiting_time(instance: Instance, now: datetime.datetime) -> Blocker | None:
     what = "its next attempt" if retry else "its scheduled time"
     return Blocker(
         kind=WaitReason.WAITING_TIME,
-        message=f"waits for {what}, {_iso(until, tz)}",
+        message=f"waits for {what}, {times.format_when(until)}",
         detail={
             "until": _iso(until, tz),
             "seconds": int((until - now).total_seconds()),

@@ -32,7 +32,7 @@ from django.db.models.functions import Coalesce
 from django.db.models.lookups import LessThanOrEqual
 
 from apps.configuration.runtime import runtime_of_attempt
-from apps.core import clock
+from apps.core import clock, times
 
 from . import admission, states
 from .choices import DONE_FOR_DOWNSTREAM, InstanceState, WaitReason
@@ -570,4 +570,5 @@ def reap_lost_attempts(*, now: datetime.datetime, only_here: bool = False) -> li
 
 
 def _iso(moment: datetime.datetime | None) -> str:
-    return moment.isoformat() if moment else "the start"
+    # Read by people on the attempt's row: the zone named, never microseconds.
+    return times.format_when(moment) if moment else "the start"

@@ -29,6 +29,8 @@ from django.db import transaction
 from django.db.models import F, Q, Value
 from django.db.models.functions import Coalesce
 
+from apps.core import times
+
 from .choices import AttemptState, InstanceState, WaitReason
 from .models import Attempt, AttemptLogChunk, Instance, InstanceEvent
 
@@ -420,7 +422,7 @@ def attempt_lost(
             outcome="lost",
             reason=reason
             or f"worker {attempt.worker or '?'} lost: no heartbeat since "
-            f"{seen.isoformat() if seen else 'the start'}",
+            f"{times.format_when(seen) if seen else 'the start'}",
         ),
         retries=retries,
         retry_interval_seconds=retry_interval_seconds,

@@ -14,7 +14,7 @@ from django.db.models import F
 from django.urls import reverse
 
 from apps.audit.services import operation_run
-from apps.core import clock
+from apps.core import clock, times
 from apps.core.errors import Conflict, PermissionDenied
 from apps.notifications import services as notifications
 from apps.notifications.models import Channel
@@ -100,7 +100,7 @@ def usernames_for(recipients: dict, *, owner: str | None, now: datetime.datetime
 
 
 def _message(alert: Alert, event: str, what: str) -> notifications.Message:
-    since = alert.first_at.isoformat(timespec="seconds")
+    since = times.format_when(alert.first_at, tz=alert.project.tz if alert.project else None)
     lines = [
         what,
         f"Project: {alert.project.code if alert.project else '-'}",

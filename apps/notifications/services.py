@@ -26,7 +26,7 @@ from django.db.models import F, Q
 from django.urls import reverse
 
 from apps.audit.services import operation_record
-from apps.core import clock
+from apps.core import clock, times
 from apps.core.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
 from apps.projects.models import Project
 
@@ -695,7 +695,7 @@ def channel_test_message(*, channel: Channel, by, now: datetime.datetime) -> Mes
         text=(
             f"A test message from opscenter through the {channel.get_kind_display()} channel "
             f"{channel.name!r} ({where}), sent by {by.get_username()} at "
-            f"{now.isoformat(timespec='seconds')}. Alerts will look like this."
+            f"{times.format_when(now)}. Alerts will look like this."
         ),
         url=url,
         severity="info",

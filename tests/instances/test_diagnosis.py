@@ -37,7 +37,8 @@ def blocker(result, kind):
     "state, summary",
     [
         ("succeeded", "finished: succeeded"),
-        ("running", "running since 2026-11-22T02:00:00+08:00"),
+        # Written in the zone active for the page (the server's here), zone named.
+        ("running", "running since 2026-11-21 18:00:00 UTC"),
         ("queued", "queued"),
         ("failed", "finished: failed"),
     ],
