@@ -161,6 +161,11 @@ def defaults(table: str, columns: Sequence[str]) -> list[tuple[str, object]]:
     ]
 
 
+def _names(columns: Sequence[str]) -> str:
+    """Column names quoted: a model field may be named after an SQL keyword (`group`)."""
+    return ", ".join(f'"{column}"' for column in columns)
+
+
 def load(table: str, columns: Sequence[str], rows: Iterable[Sequence]) -> None:
     """Write rows fast: text COPY on PostgreSQL, executemany on SQLite. Columns left out
     that have a model default get it."""
@@ -172,11 +177,11 @@ def load(table: str, columns: Sequence[str], rows: Iterable[Sequence]) -> None:
     if is_postgresql():
         connection.ensure_connection()
         with connection.connection.cursor() as cursor:
-            with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy_:
+            with cursor.copy(f"COPY {table} ({_names(columns)}) FROM STDIN") as copy_:
                 for row in rows:
                     copy_.write_row(row)
         return
-    sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(columns))})"
+    sql = f"INSERT INTO {table} ({_names(columns)}) VALUES ({', '.join(['%s'] * len(columns))})"
     batch: list = []
     with connection.cursor() as cursor:
         for row in rows:

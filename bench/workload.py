@@ -19,6 +19,7 @@ WORKLOADS = {
     "B8": "bench.b8_baselines",
     "B9": "bench.b9_field_rules",
     "B10": "bench.b10_resources",
+    "B11": "bench.b11_backups",
 }
 
 

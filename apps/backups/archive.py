@@ -13,7 +13,9 @@ manifest.json:
      "projects": [codes],
      "members": [{"path", "sha256", "size", "kind", "project", "records"}, ...]}
 
-Every member but the manifest is listed there with its SHA-256 and size. Readers refuse
+The gzip stream is written in independent members of COMPRESS_BLOCK bytes each (any
+gzip reader, `tar xzf` included, reads them as one file). Every member but the manifest
+is listed there with its SHA-256 and size. Readers refuse
 anything they cannot trust before using it: a member outside that list, a path that
 could escape a directory (`..`, absolute, links), a checksum or size that differs, too
 many members or too many bytes once decompressed. Nothing is ever extracted to disk by
@@ -26,10 +28,13 @@ import gzip
 import hashlib
 import io
 import json
+import os
 import re
 import tarfile
 import zlib
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -46,6 +51,13 @@ CHUNK = 1024 * 1024
 # gzip's own default level, as `tar czf` uses it: the archive is written once a day and
 # read rarely, so the last few percent of size are not worth twice the CPU.
 COMPRESS_LEVEL = 6
+# The tar stream is compressed in blocks of this size, each a gzip member of its own
+# (RFC 1952 allows any number; every gzip reader joins them), on up to COMPRESS_THREADS
+# threads at once (zlib lets go of the GIL while it works), as pigz does.
+COMPRESS_BLOCK = 1024 * 1024
+COMPRESS_THREADS = min(2, os.cpu_count() or 1)
+# Reads of the tar stream: small enough that tarfile's buffer slicing stays cheap.
+TAR_BUFFER = 64 * 1024
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -179,6 +191,57 @@ class _CheckedReader(io.RawIOBase):
         return len(data)
 
 
+def _gzip_member(block: bytes, level: int) -> bytes:
+    compressor = zlib.compressobj(level, zlib.DEFLATED, 31)  # 31: a gzip header and trailer
+    return compressor.compress(block) + compressor.flush()
+
+
+class _GzipBlocks(io.RawIOBase):
+    """A gzip file written as one member per COMPRESS_BLOCK of input, compressed on a few
+    threads and written in order; at most two blocks per thread wait in memory."""
+
+    def __init__(self, raw: IO[bytes], *, level: int, threads: int):
+        self.raw = raw
+        self.level = level
+        self.pool = ThreadPoolExecutor(threads, thread_name_prefix="gzip") if threads > 1 else None
+        self.waiting: deque = deque()
+        self.limit = 2 * threads
+        self.buffer = bytearray()
+        self.members = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        self.buffer += data
+        while len(self.buffer) >= COMPRESS_BLOCK:
+            self._submit(bytes(self.buffer[:COMPRESS_BLOCK]))
+            del self.buffer[:COMPRESS_BLOCK]
+        return len(data)
+
+    def _submit(self, block: bytes) -> None:
+        self.members += 1
+        if self.pool is None:
+            self.raw.write(_gzip_member(block, self.level))
+            return
+        self.waiting.append(self.pool.submit(_gzip_member, block, self.level))
+        while len(self.waiting) > self.limit:
+            self.raw.write(self.waiting.popleft().result())
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        try:
+            if self.buffer or not self.members:
+                self._submit(bytes(self.buffer))
+            while self.waiting:
+                self.raw.write(self.waiting.popleft().result())
+        finally:
+            if self.pool is not None:
+                self.pool.shutdown(cancel_futures=True)
+            super().close()
+
+
 class ArchiveWriter:
     """Builds an archive without holding its content in memory: each records member is
     spooled to a file in `workdir` as it is produced (its size and SHA-256 counted on
@@ -253,10 +316,10 @@ class ArchiveWriter:
         """Write the archive to `out`; answers its (SHA-256, size)."""
         mtime = int(created_at.timestamp())
         hashing = _HashingWriter(out)
-        with gzip.GzipFile(
-            filename="", mode="wb", fileobj=hashing, compresslevel=COMPRESS_LEVEL, mtime=mtime
-        ) as gz:
-            with tarfile.open(fileobj=gz, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+        with _GzipBlocks(hashing, level=COMPRESS_LEVEL, threads=COMPRESS_THREADS) as gz:
+            with tarfile.open(
+                fileobj=gz, mode="w|", format=tarfile.PAX_FORMAT, bufsize=TAR_BUFFER
+            ) as tar:
                 manifest = json.dumps(
                     self.manifest(created_at=created_at, projects=projects), indent=1
                 ).encode()
@@ -485,7 +548,7 @@ def archive_read(
     try:
         with gzip.GzipFile(fileobj=outer, mode="rb") as gz:
             counted = _Counted(gz, limits.max_uncompressed_bytes)
-            with tarfile.open(fileobj=counted, mode="r|", bufsize=CHUNK) as tar:
+            with tarfile.open(fileobj=counted, mode="r|", bufsize=TAR_BUFFER) as tar:
                 manifest = _read_members(tar, limits, consume, on_manifest)
                 # The rest of the tar stream (its end blocks) and the gzip trailer, whose
                 # CRC gzip checks: a truncated or altered file fails here if not before.

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 from apps.nodes.choices import Env, NodeStatus
-from apps.nodes.specs import SPEC_DEFAULTS, spec_hash
+from apps.nodes.specs import SPEC_DEFAULTS
 from apps.projects.models import Project
 
 PROJECT = "project"
@@ -359,7 +359,7 @@ def node_fingerprint(spec: dict, resources: dict[str, str | None]) -> str:
     restored node runs the latest archived content of each resource it names."""
     spec = normalized_spec(spec)
     names = spec.get("resources") or []
-    return _digest(spec_hash(spec), [(name, resources.get(name)) for name in names])
+    return _digest(spec, [(name, resources.get(name)) for name in names])
 
 
 class Nodes(Kind):
