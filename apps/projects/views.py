@@ -77,6 +77,22 @@ def _page(request, queryset, *, order_field: str) -> tuple[Page, list[dict]]:
     return page, []
 
 
+def _paged(request, queryset, *, order_field: str) -> dict:
+    """The page for the list's template: `page`, `paged` (past the first) and
+    `page_errors`."""
+    page, page_errors = _page(request, queryset, order_field=order_field)
+    return {"page": page, "paged": bool(request.GET.get("cursor")), "page_errors": page_errors}
+
+
+def _render_list(request, context: dict, *, page: str, partial: str, status: int = 200):
+    """A list page, or only its table for the pager's htmx request."""
+    if context["page_errors"] and status == 200:
+        status = 422
+    return render_page_or_partial(
+        request, page=page, partial=partial, context=context, status=status
+    )
+
+
 def _project(request, code: str) -> dict:
     """The page context of a project the user may see (else 404) with their role."""
     try:
@@ -136,26 +152,22 @@ def project_list(request):
         else:
             messages.success(request, f"Project {project.code} created: you are its admin.")
             return redirect("projects:detail", project.code)
-    page, page_errors = _page(request, projects_with_counts(request.user), order_field="code")
-    roles = roles_in(request.user, page.items)
+    listed = _paged(request, projects_with_counts(request.user), order_field="code")
+    roles = roles_in(request.user, listed["page"].items)
     context = {
-        "rows": [{"project": p, "role": roles.get(p.pk)} for p in page.items],
-        "page": page,
-        "paged": bool(request.GET.get("cursor")),
-        "page_errors": page_errors,
+        **listed,
+        "rows": [{"project": p, "role": roles.get(p.pk)} for p in listed["page"].items],
         "may_create": _may_create_projects(request.user),
         "values": values,
         "creating": True,
         **_form(errors, PROJECT_FIELDS),
         **_project_choices(),
     }
-    if status == 200 and page_errors:
-        status = 422
-    return render_page_or_partial(
+    return _render_list(
         request,
+        context,
         page="projects/list.html",
         partial="projects/_project_table.html",
-        context=context,
         status=status,
     )
 
@@ -245,15 +257,13 @@ def _members_page(request, context: dict, *, status=200, add=None, add_errors=()
         .select_related("user")
         .annotate(username=F("user__username"))
     )
-    page, page_errors = _page(request, members, order_field="username")
-    for membership in page.items:
+    listed = _paged(request, members, order_field="username")
+    for membership in listed["page"].items:
         membership.row_errors = (row_errors or {}).get(membership.username, [])
     context.update(
         {
+            **listed,
             "tab": "members",
-            "page": page,
-            "paged": bool(request.GET.get("cursor")),
-            "page_errors": page_errors,
             "roles": Role.choices,
             "add": add or {"username": "", "role": Role.VIEWER},
             **_form(list(add_errors), MEMBER_FIELDS),
@@ -261,13 +271,11 @@ def _members_page(request, context: dict, *, status=200, add=None, add_errors=()
     )
     if context["may_admin"]:
         context["usernames"] = _usernames_to_add(project)
-    if page_errors and status == 200:
-        status = 422
-    return render_page_or_partial(
+    return _render_list(
         request,
+        context,
         page="projects/members.html",
         partial="projects/_member_table.html",
-        context=context,
         status=status,
     )
 
@@ -376,24 +384,19 @@ def datasource_list(request, code: str):
             messages.success(request, f"Datasource {datasource.name} added.")
             return redirect("projects:datasource", code, datasource.name)
     datasources = Datasource.objects.filter(project=context["project"])
-    page, page_errors = _page(request, datasources, order_field="name")
     context.update(
         {
+            **_paged(request, datasources, order_field="name"),
             "tab": "datasources",
-            "page": page,
-            "paged": bool(request.GET.get("cursor")),
-            "page_errors": page_errors,
             "form_open": bool(errors),
             **_datasource_form(None, data, errors),
         }
     )
-    if page_errors and status == 200:
-        status = 422
-    return render_page_or_partial(
+    return _render_list(
         request,
+        context,
         page="projects/datasources.html",
         partial="projects/_datasource_table.html",
-        context=context,
         status=status,
     )
 
@@ -487,25 +490,20 @@ def variable_list(request, code: str):
             messages.success(request, f"Variable {variable.name} added.")
             return redirect("projects:variables", code)
     variables = Variable.objects.filter(project=context["project"])
-    page, page_errors = _page(request, variables, order_field="name")
     context.update(
         {
+            **_paged(request, variables, order_field="name"),
             "tab": "variables",
-            "page": page,
-            "paged": bool(request.GET.get("cursor")),
-            "page_errors": page_errors,
             "values": values,
             "form_open": bool(errors),
             **_form(errors, VARIABLE_FIELDS),
         }
     )
-    if page_errors and status == 200:
-        status = 422
-    return render_page_or_partial(
+    return _render_list(
         request,
+        context,
         page="projects/variables.html",
         partial="projects/_variable_table.html",
-        context=context,
         status=status,
     )
 
