@@ -13,10 +13,11 @@ from django.http import Http404
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from apps.core.errors import NotFound, OpscenterError
+from apps.core.errors import NotFound, OpscenterError, ValidationFailed
 from apps.core.htmx import render_page_or_partial
+from apps.core.pagination import Page, keyset_page
 from apps.projects.choices import ROLE_RANK, Role
-from apps.projects.views import _errors, _form, _page, _project, _require
+from apps.projects.views import _errors, _form, _project, _require
 
 from . import services
 from .http import resource_version_download
@@ -70,7 +71,19 @@ def resource_list(request, code: str):
                 else f"{resource} is unchanged: the file equals version {version.number}.",
             )
             return redirect("project_resources:list", code)
-    page, page_errors = _page(request, resources_for_project(project), order_field="name")
+    try:
+        page, page_errors = (
+            keyset_page(
+                resources_for_project(project),
+                cursor=request.GET.get("cursor") or None,
+                limit=request.GET.get("limit"),
+                order_field="name",
+                descending=False,
+            ),
+            [],
+        )
+    except ValidationFailed as exc:  # a bad cursor or limit: said on the page, not a 500
+        page, page_errors = Page(items=[], next_cursor=None), _errors(exc)
     context.update(
         {
             "tab": "resources",
