@@ -5,9 +5,13 @@ from django.views.generic import RedirectView
 from apps.instances.search_views import search, search_nodes
 
 from .api import api
+from .views import FaviconView
+
+handler500 = "opscenter.views.server_error"
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="overview:index", permanent=False)),
+    path("favicon.ico", FaviconView.as_view()),
     path("admin/", admin.site.urls),
     path("search/", search, name="search"),
     path("search/nodes", search_nodes, name="search_nodes"),
