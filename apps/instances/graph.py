@@ -126,3 +126,106 @@ def _neighbours(ids: list[int], direction: str) -> list[tuple[int, int, bool, in
         "upstream_id", "downstream_id", "removed", "downstream__project_id"
     )
     return [(u, d, removed, d, project) for u, d, removed, project in rows]
+
+
+# --- boxes: many instances of one node drawn as one -------------------------------------
+
+# A node with at least this many instances side by side in a graph (an hourly node's 24
+# runs feeding a daily child) is drawn as one box until the reader expands it.
+GROUP_MIN = 4
+# The order a group's states are told in, the one that most needs a look first; the
+# group's box takes the colour of the first state it holds.
+GROUP_STATE_ORDER = (
+    "failed",
+    "stopped",
+    "running",
+    "queued",
+    "starting",
+    "stopping",
+    "pending",
+    "skipped",
+    "succeeded",
+)
+
+
+@dataclass
+class InstanceGroup:
+    """Instances of one node, one biz date and one level of the graph, drawn as one box."""
+
+    key: str
+    members: list[Instance]
+    expanded: bool = False
+
+    @property
+    def node_name(self) -> str:
+        return self.members[0].node.name
+
+    @property
+    def states(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for member in self.members:
+            counts[member.state] = counts.get(member.state, 0) + 1
+        order = {state: n for n, state in enumerate(GROUP_STATE_ORDER)}
+        return dict(sorted(counts.items(), key=lambda item: order.get(item[0], len(order))))
+
+    @property
+    def leading_state(self) -> str:
+        return next(iter(self.states))
+
+
+@dataclass
+class GroupedGraph:
+    """What a DAG view draws: boxes (an Instance, or an InstanceGroup not expanded) and
+    lines between them (each end an instance id or a group key)."""
+
+    boxes: list[Instance | InstanceGroup]
+    edges: list[tuple[int | str, int | str, bool]]
+    groups: list[InstanceGroup]
+
+
+def group_key(instance: Instance, level: int) -> str:
+    return f"{instance.node_id}.{instance.biz_date:%Y%m%d}.{level}"
+
+
+def graph_grouped(
+    graph: InstanceGraph, *, expand: frozenset[str] = frozenset(), min_size: int = GROUP_MIN
+) -> GroupedGraph:
+    """`graph` with the instances of one node, biz date and level (min_size or more, the
+    focus left out) gathered into groups; a group whose key is in `expand` keeps its
+    instances as boxes of their own. Lines into or out of a group are merged (removed only
+    if all of them are), lines inside one are left out."""
+    by_key: dict[str, list[Instance]] = {}
+    for instance in graph.instances:
+        if instance.pk == graph.root.pk:
+            continue
+        key = group_key(instance, graph.levels.get(instance.pk, 0))
+        by_key.setdefault(key, []).append(instance)
+    groups = {
+        key: InstanceGroup(key=key, members=members, expanded=key in expand)
+        for key, members in by_key.items()
+        if len(members) >= min_size
+    }
+    box_of: dict[int, int | str] = {}
+    for group in groups.values():
+        for member in group.members:
+            box_of[member.pk] = member.pk if group.expanded else group.key
+    boxes: list[Instance | InstanceGroup] = []
+    drawn: set[str] = set()
+    for instance in graph.instances:
+        box = box_of.get(instance.pk, instance.pk)
+        if isinstance(box, int):
+            boxes.append(instance)
+        elif box not in drawn:
+            drawn.add(box)
+            boxes.append(groups[box])
+    merged: dict[tuple[int | str, int | str], bool] = {}
+    for upstream_id, downstream_id, removed in graph.edges:
+        ends = (box_of.get(upstream_id, upstream_id), box_of.get(downstream_id, downstream_id))
+        if ends[0] == ends[1]:
+            continue
+        merged[ends] = merged.get(ends, True) and removed
+    return GroupedGraph(
+        boxes=boxes,
+        edges=[(up, down, removed) for (up, down), removed in merged.items()],
+        groups=list(groups.values()),
+    )

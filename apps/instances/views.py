@@ -30,7 +30,7 @@ from apps.accounts.timezones import project_page
 from apps.audit.choices import Result
 from apps.audit.models import OperationLog
 from apps.configuration.models import ResourceGroup
-from apps.core import clock
+from apps.core import clock, times
 from apps.core.errors import NotFound, OpscenterError, ValidationFailed
 from apps.core.htmx import render_page_or_partial, stop_polling, triggered_by, wants_partial
 from apps.core.pagination import Page, keyset_page
@@ -61,7 +61,7 @@ from .choices import (
 from .diagnosis import diagnose
 from .exports import instances_csv
 from .forms import BatchForm, OperationForm
-from .graph import MAX_LEVELS, instance_graph
+from .graph import MAX_LEVELS, InstanceGroup, graph_grouped, instance_graph
 from .logs import log_html
 from .models import Attempt, Instance, InstanceDependency
 from .params import run_parameters
@@ -557,34 +557,31 @@ def instance_graph_data(request, instance_id: int):
     except ValidationFailed as exc:
         return JsonResponse({"detail": exc.detail, "errors": exc.errors}, status=422)
     graph = instance_graph(user=request.user, instance=instance, up=up, down=down)
+    # Groups the reader opened (their keys come back as they were given; others are
+    # simply not found).
+    expand = frozenset(key[:64] for key in request.GET.getlist("expand"))
+    grouped = graph_grouped(graph, expand=expand)
+    member_of = {m.pk: g.key for g in grouped.groups if g.expanded for m in g.members}
     nodes = []
-    for other in graph.instances:
-        state = InstanceState(other.state)
-        tz = other.project.tz
-        where = "" if other.project_id == instance.project_id else f"{other.project.code} · "
-        nodes.append(
-            {
-                "id": other.pk,
-                "label": other.node.name,
-                "sublabel": f"{where}{state.label} · {other.scheduled_at.astimezone(tz):%m-%d %H:%M}",
-                "badge": state.label,
-                "color": state.color,
-                "url": reverse("instances:detail", args=[other.pk]),
-                "focus": other.pk == instance.pk,
-                "paused": other.paused or other.node.paused,
-                "state": other.state,
-            }
-        )
+    for box in grouped.boxes:
+        if isinstance(box, InstanceGroup):
+            nodes.append(_group_box(box))
+            continue
+        nodes.append(_instance_box(box, focus=instance, group=member_of.get(box.pk, "")))
     states = {other.state for other in graph.instances}
     active = bool(states & set(ACTIVE))
     live = active or InstanceState.PENDING in states
-    count = len(nodes)
+    count = len(graph.instances)
     response = JsonResponse(
         {
             "nodes": nodes,
             "edges": [
                 {"source": up_id, "target": down_id, "removed": removed}
-                for up_id, down_id, removed in graph.edges
+                for up_id, down_id, removed in grouped.edges
+            ],
+            "groups": [
+                {"key": g.key, "label": f"{g.node_name} ×{len(g.members)}", "expanded": g.expanded}
+                for g in grouped.groups
             ],
             "up": up,
             "down": down,
@@ -594,11 +591,65 @@ def instance_graph_data(request, instance_id: int):
             "truncated": graph.truncated,
             "live": live,
             "poll_seconds": GRAPH_POLL_SECONDS_ACTIVE if active else GRAPH_POLL_SECONDS_WAITING,
-            "summary": f"{count} instance{'s' if count != 1 else ''}",
+            "summary": _graph_summary(count, grouped.groups),
         }
     )
     patch_vary_headers(response, ["HX-Request"])
     return response
+
+
+def _graph_summary(count: int, groups: list[InstanceGroup]) -> str:
+    """'27 instances (24 in 1 box)': what the status line says of a graph."""
+    summary = f"{count} instance{'s' if count != 1 else ''}"
+    closed = [g for g in groups if not g.expanded]
+    if closed:
+        inside = sum(len(g.members) for g in closed)
+        summary += f" ({inside} in {len(closed)} box{'es' if len(closed) != 1 else ''})"
+    return summary
+
+
+def _instance_box(other: Instance, *, focus: Instance, group: str) -> dict:
+    """One instance as the DAG component draws it (partials/dag.html)."""
+    state = InstanceState(other.state)
+    where = "" if other.project_id == focus.project_id else f"{other.project.code} · "
+    box = {
+        "id": other.pk,
+        "label": other.node.name,
+        "sublabel": f"{where}{state.label} · {times.format_when(other.scheduled_at, 'short_minute')}",
+        "badge": state.label,
+        "color": state.color,
+        "url": reverse("instances:detail", args=[other.pk]),
+        "focus": other.pk == focus.pk,
+        "paused": other.paused or other.node.paused,
+        "state": other.state,
+    }
+    if group:
+        box["group"] = group  # drawn on its own inside an opened group
+    return box
+
+
+def _group_box(group: InstanceGroup) -> dict:
+    """A group's box: "hourly_load ×24" over "22 succeeded · 2 failed", in the colour of
+    the state that most needs a look; tapping it opens it (?expand=<key>)."""
+    states = group.states
+    leading = InstanceState(group.leading_state)
+    return {
+        "id": group.key,
+        "label": f"{group.node_name} ×{len(group.members)}",
+        "sublabel": " · ".join(
+            f"{n} {InstanceState(state).label.lower()}" for state, n in states.items()
+        ),
+        "badge": f"×{len(group.members)}",
+        "color": leading.color,
+        "url": "",
+        "focus": False,
+        "paused": any(m.paused or m.node.paused for m in group.members),
+        "state": leading.value,
+        "group": group.key,
+        "collapsed": True,
+        "members": [m.pk for m in group.members],
+        "states": states,
+    }
 
 
 @login_required

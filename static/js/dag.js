@@ -1,6 +1,7 @@
 /* The DAG component (templates/partials/dag.html): a graph read from a JSON URL, laid
    out top-down by cytoscape + dagre, each box a link, with upstream/downstream depth
-   controls, zoom and fit. Box colours are read from the badge styles (.badge-<colour>),
+   controls, zoom and fit. Many instances of one node (an hourly node's 24 runs) come as
+   one group box; tapping it opens it (?expand=<key>) and "Regroup" closes them again. Box colours are read from the badge styles (.badge-<colour>),
    so a state looks the same in a graph as in every badge: the colour names come from
    the choices, their paint from the stylesheet. */
 (function () {
@@ -42,6 +43,8 @@
       sublabel: node.sublabel || "",
       text: cut(node.label, LABEL_CHARS) + (node.sublabel ? "\n" + cut(node.sublabel, LABEL_CHARS + 4) : ""),
       url: node.url || "",
+      group: node.group || "",
+      collapsed: !!node.collapsed,
       bg: colour.bg,
       fg: colour.fg,
       border: colour.border,
@@ -49,7 +52,11 @@
   }
 
   function nodeClasses(node) {
-    return [node.focus ? "focus" : "", node.paused ? "paused" : ""].join(" ").trim();
+    return [
+      node.focus ? "focus" : "",
+      node.paused ? "paused" : "",
+      node.collapsed ? "group" : node.group ? "member" : "",
+    ].join(" ").trim();
   }
 
   function edgeId(edge) {
@@ -89,6 +96,9 @@
     { selector: "node.focus", style: { "border-width": 3, "border-color": "#2456d3" } },
     { selector: "node.paused", style: { "border-style": "dashed", "border-width": 2, "border-color": "#5d36ad" } },
     { selector: "node.focus.paused", style: { "border-width": 3 } },
+    // A group box looks like a stack of boxes; an opened group's instances are outlined.
+    { selector: "node.group", style: { "border-width": 4, "border-style": "double", height: 50 } },
+    { selector: "node.member", style: { "border-width": 2, "border-style": "dotted" } },
     { selector: "node:active", style: { "overlay-opacity": 0.12, "overlay-color": "#2456d3" } },
     {
       selector: "edge",
@@ -125,6 +135,10 @@
       this.list = root.querySelector("[data-dag-list]");
       this.data = null;
       this.shape = "";
+      // Group boxes the reader opened, kept in the address on the full-screen page.
+      this.expanded = new Set(
+        "syncAddress" in root.dataset ? new URL(window.location.href).searchParams.getAll("expand") : []
+      );
       this.timer = null;
       this.request = 0;
       this.cy = cytoscape({
@@ -136,13 +150,18 @@
         autoungrabify: true,
       });
       this.cy.on("tap", "node", (event) => {
-        const url = event.target.data("url");
+        const node = event.target;
+        if (node.data("collapsed")) {
+          this.expand(node.data("group"));
+          return;
+        }
+        const url = node.data("url");
         if (url) window.location.href = url;
       });
       this.cy.on("mouseover", "node", (event) => {
         const node = event.target;
         node.connectedEdges().addClass("hover");
-        this.canvas.style.cursor = node.data("url") ? "pointer" : "";
+        this.canvas.style.cursor = node.data("url") || node.data("collapsed") ? "pointer" : "";
         this.canvas.title = node.data("label") + (node.data("sublabel") ? "\n" + node.data("sublabel") : "");
       });
       this.cy.on("mouseout", "node", (event) => {
@@ -161,6 +180,13 @@
       });
       const fit = root.querySelector("[data-dag-fit]");
       if (fit) fit.addEventListener("click", () => this.cy.fit(this.cy.elements(), 24));
+      const regroup = root.querySelector("[data-dag-regroup]");
+      if (regroup) {
+        regroup.addEventListener("click", () => {
+          this.expanded.clear();
+          this.load({ layout: true });
+        });
+      }
       this.load({ layout: true });
     }
 
@@ -168,6 +194,12 @@
       value = Math.max(0, Math.min(this.maxDepth, value));
       if (value === this.depth[which]) return;
       this.depth[which] = value;
+      this.load({ layout: true });
+    }
+
+    expand(key) {
+      if (!key || this.expanded.has(key)) return;
+      this.expanded.add(key);
       this.load({ layout: true });
     }
 
@@ -179,7 +211,9 @@
     }
 
     query() {
-      return "up=" + this.depth.up + "&down=" + this.depth.down;
+      const params = new URLSearchParams({ up: this.depth.up, down: this.depth.down });
+      this.expanded.forEach((key) => params.append("expand", key));
+      return params.toString();
     }
 
     load({ layout }) {
@@ -286,10 +320,13 @@
       if (full) full.href = full.href.split("?")[0] + "?" + this.query();
       if ("syncAddress" in this.root.dataset) {
         const address = new URL(window.location.href);
-        address.searchParams.set("up", this.depth.up);
-        address.searchParams.set("down", this.depth.down);
+        address.search = this.query();
         window.history.replaceState(window.history.state, "", address);
       }
+      // Only groups that are open can be closed again.
+      const open = (data.groups || []).filter((group) => group.expanded);
+      const regroup = this.root.querySelector("[data-dag-regroup]");
+      if (regroup) regroup.hidden = open.length === 0;
     }
 
     describe(data) {
@@ -310,8 +347,16 @@
             badge.textContent = n.badge;
             item.append(badge, " ");
           }
-          const link = document.createElement(n.url ? "a" : "span");
+          const link = document.createElement(n.url ? "a" : n.collapsed ? "button" : "span");
           if (n.url) link.href = n.url;
+          if (n.collapsed) {
+            // The list opens a group the way a tap on its box does.
+            link.type = "button";
+            link.className = "linklike";
+            link.dataset.dagExpand = n.group;
+            link.title = "Show each instance";
+            link.addEventListener("click", () => this.expand(n.group));
+          }
           link.textContent = n.label;
           if (n.focus) link.setAttribute("aria-current", "true");
           item.append(link);

@@ -37,3 +37,23 @@ def attempt_finish(instance: Instance, *, state: str = "succeeded", exit_code: i
         state=state, finished_at=end, exit_code=exit_code, cpu_seconds=1.25, peak_memory_mb=42.5
     )
     Instance.objects.filter(pk=instance.pk).update(state=state, finished_at=end)
+
+
+def hourly_day(project, owner) -> dict:
+    """hourly_load's 24 runs of biz date 2026-11-21 (those of 07:00 and 19:00 failed), a
+    self-dependent chain, all feeding daily_report of that date (pending)."""
+    hour = datetime.timedelta(hours=1)
+    biz_date = datetime.date(2026, 11, 21)
+    hourly = node_create(project, "hourly_load", owner=owner, cron="0 * * * *")
+    daily = node_create(project, "daily_report", owner=owner, cron="0 2 * * *", upstream=[hourly])
+    first = T0 - 26 * hour  # 00:00 of 2026-11-21 in Asia/Shanghai
+    runs: list[Instance] = []
+    for n in range(24):
+        state = "failed" if n in (7, 19) else "succeeded"
+        runs.append(
+            instance_create(
+                hourly, first + n * hour, biz_date=biz_date, state=state, upstream=runs[-1:]
+            )
+        )
+    report = instance_create(daily, T0, biz_date=biz_date, state="pending", upstream=runs)
+    return {"runs": runs, "report": report, "hourly": hourly}
