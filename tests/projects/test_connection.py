@@ -48,9 +48,7 @@ def test_sqlite_file_connects_and_counts_its_tables(project, users, warehouse):
     assert result.server_version == sqlite3.sqlite_version
 
 
-def test_a_closed_port_fails_with_the_drivers_message_not_the_password(
-    project, users, closed_port
-):
+def test_a_closed_port_fails_with_the_drivers_message_not_the_password(project, users, closed_port):
     dsn = f"host=127.0.0.1 port={closed_port} dbname=dw user=etl"
     datasource = make(project, users, name="dw", kind="postgresql", dsn=dsn, password=PASSWORD)
     result = services.datasource_test(datasource=datasource, user=users["alice"])
