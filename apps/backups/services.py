@@ -13,6 +13,7 @@ from django.conf import settings
 from django.core.files import File
 from django.core.files.storage import default_storage
 from django.db import transaction
+from django.db.models import DateTimeField, ExpressionWrapper, F
 
 from apps.audit.choices import Result
 from apps.audit.services import operation_record
@@ -118,9 +119,9 @@ def backup_settings_update(*, values: dict[str, Any], user, source: str = "api")
 def _expiries_follow(retention_days: int) -> None:
     """Every backup expires `retention_days` after it was made (or taken in)."""
     keep = datetime.timedelta(days=retention_days)
-    rows = Backup.objects.values_list("pk", "created_at")
-    for pk, created_at in rows.iterator(chunk_size=1000):
-        Backup.objects.filter(pk=pk).update(expires_at=created_at + keep)
+    Backup.objects.update(
+        expires_at=ExpressionWrapper(F("created_at") + keep, output_field=DateTimeField())
+    )
 
 
 def next_backup_at(at: datetime.time, after: datetime.datetime) -> datetime.datetime:
@@ -390,11 +391,17 @@ def backup_delete(*, backup: Backup, user, source: str = "api") -> None:
         _remove(backup)
 
 
+# A backup still `running` this long after it started was cut off (its process died).
+RUNNING_FOR_AT_MOST = datetime.timedelta(days=1)
+
+
 def backups_expire(*, now: datetime.datetime | None = None) -> int:
     """Delete every backup (row and file) whose retention ended; answers how many.
-    Running backups are left to finish."""
+    Running backups are left to finish, unless they were cut off."""
     now = now or clock.now()
-    expired = Backup.objects.filter(expires_at__lte=now).exclude(state=BackupState.RUNNING)
+    expired = Backup.objects.filter(expires_at__lte=now).exclude(
+        state=BackupState.RUNNING, created_at__gt=now - RUNNING_FOR_AT_MOST
+    )
     count = 0
     for backup in expired.order_by("pk").iterator(chunk_size=200):
         with transaction.atomic():

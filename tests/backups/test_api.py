@@ -238,3 +238,24 @@ def test_a_refused_real_restore_answers_422_with_every_error(api_as, project, us
         ("b", "owner"),
     ]
     assert not Node.objects.filter(project=copy).exists()
+
+
+def test_a_datasource_restored_without_its_password_says_so_in_the_api(api_as, project, users):
+    acme_setup(project, users)
+    backup = backup_now(users["root"])
+    copy = Project.objects.create(code="copy", name="Copy")
+    Membership.objects.create(project=copy, user=users["alice"], role="admin")
+    alice = api_as("alice")
+    answer = alice.post(
+        f"/api/backups/{backup.pk}/restore",
+        {"project": "copy", "source_project": "acme", "dry_run": False},
+        "application/json",
+    )
+    assert answer.json()["restored_without_secret"] == ["warehouse"]
+    warehouse = alice.get("/api/projects/copy/datasources/warehouse").json()
+    assert warehouse["restored_without_secret"] is True and warehouse["has_password"] is False
+    alice.patch(
+        "/api/projects/copy/datasources/warehouse", {"password": "again"}, "application/json"
+    )
+    warehouse = alice.get("/api/projects/copy/datasources/warehouse").json()
+    assert warehouse["restored_without_secret"] is False and warehouse["has_password"] is True

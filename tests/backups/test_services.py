@@ -253,3 +253,16 @@ def test_verify_finds_an_archive_changed_in_storage(project, users, storage_dir)
     assert answer["ok"] is False
     path.unlink()
     assert "missing" in services.backup_verify(backup=backup, user=users["root"])["message"]
+
+
+def test_retention_leaves_a_running_backup_unless_it_was_cut_off(users):
+    def running(created_at):
+        return Backup.objects.create(
+            created_at=created_at, trigger="scheduled", state="running", expires_at=created_at
+        )
+
+    recent = running(NOW - datetime.timedelta(hours=2))
+    cut_off = running(NOW - datetime.timedelta(days=2))
+    assert services.backups_expire(now=NOW) == 1
+    assert list(Backup.objects.values_list("pk", flat=True)) == [recent.pk]
+    assert not Backup.objects.filter(pk=cut_off.pk).exists()
