@@ -65,11 +65,19 @@ class NodePage(Schema):
     next_cursor: str | None
 
 
+class PinnedResourceOut(Schema):
+    name: str
+    version: int
+
+
 class VersionOut(Schema):
     number: int
     spec_hash: str
     spec: dict[str, Any]
     upstream_ids: list[int]
+    resources: list[PinnedResourceOut] = Field(
+        description="the resource versions this version runs with, pinned when it was published"
+    )
     published_at: datetime.datetime
     published_by: str | None
     note: str
@@ -203,6 +211,7 @@ def _version_out(version: NodeVersion) -> dict:
         "spec_hash": version.spec_hash,
         "spec": version.spec,
         "upstream_ids": version.upstream_ids,
+        "resources": [{"name": p.name, "version": p.number} for p in version.resource_pins.all()],
         "published_at": version.published_at,
         "published_by": version.published_by.username if version.published_by else None,
         "note": version.note,

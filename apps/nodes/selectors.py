@@ -31,7 +31,12 @@ def node_get(*, user, node_id: int) -> Node:
 
 
 def node_versions(*, node: Node) -> QuerySet[NodeVersion]:
-    return NodeVersion.objects.filter(node=node).select_related("published_by")
+    """A node's versions, each with its pinned resource versions (`resource_pins`)."""
+    return (
+        NodeVersion.objects.filter(node=node)
+        .select_related("published_by")
+        .prefetch_related("resource_pins")
+    )
 
 
 def node_upstream_names(node: Node) -> list[str]:

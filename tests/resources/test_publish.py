@@ -114,3 +114,20 @@ def test_delete_is_refused_while_the_published_node_uses_it(project, users):
     publish(project, users["dave"], spec("load", type="shell", content="echo"))
     resource_delete(resource=resource, user=users["alice"])
     assert not project.resources.exists()
+
+
+def test_node_versions_show_their_pinned_resources(project, users, api_as, client):
+    dave = users["dave"]
+    upload(project, dave, "ref.csv", b"one")
+    publish(project, dave, job())
+    upload(project, dave, "ref.csv", b"two")
+    publish(project, dave, job())
+    node = Node.objects.get(name="load")
+    versions = api_as("vera").get(f"/api/nodes/{node.pk}/versions").json()["items"]
+    assert [(v["number"], v["resources"]) for v in versions] == [
+        (2, [{"name": "ref.csv", "version": 2}]),
+        (1, [{"name": "ref.csv", "version": 1}]),
+    ]
+    client.force_login(users["vera"])
+    html = client.get(f"/nodes/{node.pk}/").content.decode()
+    assert "ref.csv v2" in html and "ref.csv v1" in html
