@@ -159,13 +159,16 @@ def _chart(timeline, start, end, tz) -> dict:
                 item["run_w"] = round(max(x(finish) - x(bar.started_at), 1.0), 2)
             bars.append(item)
         lanes.append({"name": lane.name, "y": y, "text_y": y + LANE_HEIGHT / 2 + 4, "bars": bars})
+    # A day that ran in minutes (a demo, a catch-up) needs its seconds to tell ticks apart.
+    to_the_second = span / TICKS < 60
+    tick_format = "%m-%d %H:%M:%S" if to_the_second else "%m-%d %H:%M"
     ticks = []
     for n in range(TICKS + 1):
         moment = start + (end - start) * n / TICKS
         ticks.append(
             {
                 "x": round(LABEL_WIDTH + plot * n / TICKS, 2),
-                "label": moment.astimezone(tz).strftime("%m-%d %H:%M"),
+                "label": moment.astimezone(tz).strftime(tick_format),
                 # The last label ends at the right edge instead of running past it.
                 "anchor": "end" if n == TICKS else "middle",
             }
@@ -179,4 +182,5 @@ def _chart(timeline, start, end, tz) -> dict:
         "ticks": ticks,
         "start": start.astimezone(tz),
         "end": end.astimezone(tz),
+        "shape": "full" if to_the_second else "minute",
     }

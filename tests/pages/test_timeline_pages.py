@@ -144,3 +144,18 @@ def test_instance_list_links_the_days_timeline(client, users, day):
     client.force_login(users["vera"])
     html = client.get(f"/instances/?biz_date={BIZ}").content.decode()
     assert f'href="/instances/timeline/?biz_date={BIZ}" id="timeline-link"' in html
+
+
+@time_machine.travel(NOW, tick=False)
+def test_a_window_of_minutes_tells_its_ticks_apart_by_the_second(client, users, day):
+    client.force_login(users["vera"])
+    html = client.get(
+        f"/instances/timeline/?biz_date={BIZ}&from=2026-11-22T02:30&to=2026-11-22T02:33"
+    ).content.decode()
+    ticks = re.findall(r'<text class="axis"[^>]*>([^<]+)</text>', html)
+    assert ticks[:2] == ["11-22 02:30:00", "11-22 02:30:30"] and len(set(ticks)) == 7
+    text = re.sub(r"<[^>]+>", "", html)
+    assert "2026-11-22 02:30:00 UTC → 2026-11-22 02:33:00 UTC" in text
+    # A window of hours keeps its ticks to the minute.
+    html = client.get(f"/instances/timeline/?biz_date={BIZ}").content.decode()
+    assert re.findall(r'<text class="axis"[^>]*>([^<]+)</text>', html)[0] == "11-22 00:00"
