@@ -1,11 +1,11 @@
 """What a restore would change: pure functions of what the target holds and what the
 archive holds, no database, no archive (apps.backups.restore gathers both)."""
 
-import difflib
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from apps.core.textdiff import classified, content_text, unified_diff
 
 from .kinds import normalized_spec
 
@@ -55,15 +55,6 @@ def diff_kind(current: Mapping[str, str | None], archived: Mapping[str, str]) ->
     for names in (diff.added, diff.changed, diff.removed, diff.unchanged):
         names.sort()
     return diff
-
-
-def _script_text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if content is None:
-        return ""
-    # An http node's request: one key a line, so a changed header reads as one line.
-    return json.dumps(content, indent=2, sort_keys=True, ensure_ascii=False)
 
 
 @dataclass
@@ -120,16 +111,15 @@ def node_change(
                     fields.append(FieldChange(f"schedule.{part}", old, new))
             continue
         fields.append(FieldChange(key, current.get(key), archived.get(key)))
-    before, after = _script_text(current.get("content")), _script_text(archived.get("content"))
+    before, after = content_text(current.get("content")), content_text(archived.get("content"))
     script_diff = ""
     if before != after:
         script_diff = "\n".join(
-            difflib.unified_diff(
+            unified_diff(
                 before.splitlines(),
                 after.splitlines(),
                 fromfile=f"{name} (current{f' v{current_version}' if current_version else ''})",
                 tofile=f"{name} (backup{f' v{archived_version}' if archived_version else ''})",
-                lineterm="",
             )
         )
     return NodeChange(
@@ -144,17 +134,4 @@ def node_change(
 
 def classify_diff_lines(text: str) -> list[dict]:
     """A unified diff's lines classed for display: head, hunk, add, del, ctx."""
-    lines = []
-    for line in text.splitlines():
-        if line.startswith(("---", "+++")):
-            kind = "head"
-        elif line.startswith("@@"):
-            kind = "hunk"
-        elif line.startswith("+"):
-            kind = "add"
-        elif line.startswith("-"):
-            kind = "del"
-        else:
-            kind = "ctx"
-        lines.append({"kind": kind, "text": line})
-    return lines
+    return classified(text.splitlines())

@@ -6,7 +6,6 @@ and render; the operations check roles and write the operation log themselves.
 """
 
 import datetime
-import difflib
 import json
 from urllib.parse import urlencode
 
@@ -25,6 +24,7 @@ from apps.core import clock, dag
 from apps.core.errors import NotFound, OpscenterError, ValidationFailed
 from apps.core.htmx import render_page_or_partial, wants_partial
 from apps.core.pagination import Page, keyset_page
+from apps.core.textdiff import classified, content_text, unified_diff
 from apps.instances.choices import WaitReason
 from apps.instances.history import HISTORY_CYCLES, history_cycles, node_history, pipeline_grid
 from apps.instances.models import Instance
@@ -547,39 +547,26 @@ def _spec_text(spec: dict) -> list[str]:
 
 
 def _content_text(spec: dict) -> list[str]:
-    content = spec.get("content", "")
-    if not isinstance(content, str):  # an http node's request
-        content = json.dumps(content, indent=2, sort_keys=True, default=str)
-    return content.splitlines()
+    return content_text(spec.get("content", "")).splitlines()
 
 
 def version_diff(old: NodeVersion, new: NodeVersion) -> list[dict]:
     """A unified diff of two versions, in two sections (settings, content), each a list
     of lines classed for display: head, hunk, add, del, ctx."""
-    sections = []
-    for title, text in (("Settings", _spec_text), ("Content", _content_text)):
-        lines = []
-        for line in difflib.unified_diff(
-            text(old.spec),
-            text(new.spec),
-            fromfile=f"v{old.number}",
-            tofile=f"v{new.number}",
-            lineterm="",
-            n=3,
-        ):
-            if line.startswith(("---", "+++")):
-                kind = "head"
-            elif line.startswith("@@"):
-                kind = "hunk"
-            elif line.startswith("+"):
-                kind = "add"
-            elif line.startswith("-"):
-                kind = "del"
-            else:
-                kind = "ctx"
-            lines.append({"kind": kind, "text": line})
-        sections.append({"title": title, "lines": lines})
-    return sections
+    return [
+        {
+            "title": title,
+            "lines": classified(
+                unified_diff(
+                    text(old.spec),
+                    text(new.spec),
+                    fromfile=f"v{old.number}",
+                    tofile=f"v{new.number}",
+                )
+            ),
+        }
+        for title, text in (("Settings", _spec_text), ("Content", _content_text))
+    ]
 
 
 def _depth(request, name: str) -> int:
