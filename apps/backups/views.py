@@ -240,7 +240,4 @@ def backup_restore(request, backup_id: int):
         for change in answer["node_changes"]:
             change["lines"] = classify_diff_lines(change["script_diff"])
         context["result"] = answer
-        context["confirm_query"] = urlencode(
-            {k: v for k, v in chosen.items() if v not in (None, False)}
-        )
     return render(request, "backups/restore.html", context, status=status)

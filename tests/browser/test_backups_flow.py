@@ -29,6 +29,7 @@ def test_restore_a_backup_after_viewing_its_diff(
     login("root", "/backups/")
     row = page.locator(f"tr[data-backup='{backup.pk}']")
     expect(row).to_contain_text(backup.sha256[:16])
+    page.screenshot(path=str(screenshots / "backups-list.png"), full_page=True)
     row.locator("[data-action=restore]").click()
     page.wait_for_url(f"**/backups/{backup.pk}/restore/")
     page.select_option("#restore-target", "acme")
