@@ -7,6 +7,7 @@ the role (developers and above upload, admins delete; see apps.resources.api).
 
 import hashlib
 import re
+import tempfile
 
 from django.conf import settings
 from django.core.files import File
@@ -26,6 +27,9 @@ NAME_MAX = 200
 # The executors write a node's own script under these names in the work directory.
 RESERVED_NAMES = {"script.sh", "script.py"}
 CHUNK = 1024 * 1024
+# A stream that cannot seek is copied aside while it is measured: in memory up to this,
+# then in a temporary file.
+SPOOL_IN_MEMORY = 8 * 1024 * 1024
 
 
 def resource_name_problem(name) -> str | None:
@@ -50,25 +54,42 @@ def _invalid(field: str, message: str) -> ValidationFailed:
     return ValidationFailed(f"invalid {field}", [{"field": field, "message": message}])
 
 
-def _measure(fileobj, limit: int) -> tuple[int, str]:
-    """Size and SHA-256 of the file, read once in chunks; refused past `limit` bytes
-    without reading the rest."""
+def _seekable(fileobj) -> bool:
+    seekable = getattr(fileobj, "seekable", None)
+    return bool(seekable()) if callable(seekable) else hasattr(fileobj, "seek")
+
+
+def _measure(fileobj, limit: int):
+    """(size, SHA-256, a file to store positioned at its start), read once in chunks;
+    refused past `limit` bytes without reading the rest. A stream that cannot seek (a
+    pipe, a member of a streamed archive) is kept in a spooled temporary file."""
     digest, size = hashlib.sha256(), 0
-    if hasattr(fileobj, "seek"):
+    seekable = _seekable(fileobj)
+    if seekable:
         fileobj.seek(0)
     chunks = (
         fileobj.chunks(CHUNK)
-        if hasattr(fileobj, "chunks")
+        if hasattr(fileobj, "chunks") and seekable
         else iter(lambda: fileobj.read(CHUNK), b"")
     )
-    for chunk in chunks:
-        if isinstance(chunk, str):
-            raise _invalid("file", "must be opened in binary mode")
-        size += len(chunk)
-        if size > limit:
-            raise _invalid("file", f"larger than the limit of {limit} bytes")
-        digest.update(chunk)
-    return size, digest.hexdigest()
+    copy = None if seekable else tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)
+    try:
+        for chunk in chunks:
+            if isinstance(chunk, str):
+                raise _invalid("file", "must be opened in binary mode")
+            size += len(chunk)
+            if size > limit:
+                raise _invalid("file", f"larger than the limit of {limit} bytes")
+            digest.update(chunk)
+            if copy is not None:
+                copy.write(chunk)
+    except BaseException:
+        if copy is not None:
+            copy.close()
+        raise
+    stored = fileobj if copy is None else copy
+    stored.seek(0)
+    return size, digest.hexdigest(), stored
 
 
 def resource_upload(
@@ -97,8 +118,7 @@ def resource_upload(
     known_size = getattr(fileobj, "size", None)
     if isinstance(known_size, int) and known_size > limit:
         raise _invalid("file", f"larger than the limit of {limit} bytes")
-    size, sha256 = _measure(fileobj, limit)
-    fileobj.seek(0)
+    size, sha256, readable = _measure(fileobj, limit)
 
     stored = None
     try:
@@ -116,7 +136,7 @@ def resource_upload(
                 uploaded_by=user if getattr(user, "is_authenticated", False) else None,
                 uploaded_at=clock.now(),
             )
-            version.file.save(name, File(fileobj, name=name), save=False)
+            version.file.save(name, File(readable, name=name), save=False)
             stored = version.file.name
             version.save()
             operation_record(
@@ -138,6 +158,9 @@ def resource_upload(
         if stored:
             version.file.storage.delete(stored)
         raise
+    finally:
+        if readable is not fileobj:  # the spooled copy of a stream
+            readable.close()
     version.is_new = True
     return version
 

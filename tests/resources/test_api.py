@@ -196,3 +196,26 @@ def test_another_project_is_its_own_namespace(api_as, project, users):
     )
     assert response.json()["version"] == 1
     assert downloaded(api_as("dave").get(f"{BASE}/ref.csv/download")) == b"acme's"
+
+
+def test_publish_naming_an_unknown_resource_answers_422_and_changes_nothing(api_as, project):
+    upload(api_as("dave"), b"x")
+    body = {
+        "env": "prod",
+        "nodes": [
+            spec("ok", type="shell", content="cat ref.csv", resources=["ref.csv"]),
+            spec("bad", type="shell", content="cat nope.csv", resources=["nope.csv"]),
+        ],
+    }
+    response = api_as("dave").post(
+        "/api/projects/acme/publish", data=json.dumps(body), content_type="application/json"
+    )
+    assert response.status_code == 422
+    assert response.json()["errors"] == [
+        {
+            "node": "bad",
+            "field": "resources[0]",
+            "message": "unknown resource 'nope.csv' in project 'acme': upload it first",
+        }
+    ]
+    assert not Node.objects.exists()

@@ -138,3 +138,15 @@ def test_the_list_pages_and_swaps_its_table(as_user, project, users):
     cursor = first.context["page"].next_cursor
     partial = vera.get(f"{LIST}?limit=2&cursor={cursor}", **HTMX).content.decode()
     assert 'data-resource="r2.txt"' in partial and "<html" not in partial
+
+
+def test_the_admin_lists_resources_and_versions_read_only(as_user, project, users):
+    version = upload(project, users["dave"], "ref.csv", b"x")
+    root = as_user("root")
+    assert "ref.csv" in root.get("/admin/resources/resource/").content.decode()
+    detail = root.get(f"/admin/resources/resource/{version.resource_id}/change/")
+    assert detail.status_code == 200 and version.sha256 in detail.content.decode()
+    listed = root.get("/admin/resources/resourceversion/").content.decode()
+    assert version.sha256 in listed
+    assert root.get("/admin/resources/resourceversion/add/").status_code == 403
+    assert root.get("/admin/resources/resourcepin/").status_code == 200

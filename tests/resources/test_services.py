@@ -201,3 +201,34 @@ def test_concurrent_uploads_number_in_turn(project, users):
     assert errors == []
     numbers = sorted(ResourceVersion.objects.values_list("number", flat=True))
     assert numbers == [1, 2, 3, 4]
+
+
+class Stream(io.RawIOBase):
+    """A pipe-like binary stream: read once, no seeking."""
+
+    def __init__(self, data: bytes):
+        self.data = io.BytesIO(data)
+
+    def readable(self):
+        return True
+
+    def seekable(self):
+        return False
+
+    def readinto(self, buffer):
+        chunk = self.data.read(len(buffer))
+        buffer[: len(chunk)] = chunk
+        return len(chunk)
+
+
+def test_a_stream_that_cannot_seek_is_stored_whole(project, users, settings):
+    content = bytes(range(256)) * 40_000  # 10 MB: past the in-memory part of the spool
+    version = resource_upload(
+        project=project, name="blob.bin", fileobj=Stream(content), user=users["dave"]
+    )
+    assert version.size_bytes == len(content)
+    assert version.sha256 == hashlib.sha256(content).hexdigest()
+    assert read(version) == content
+    settings.OPSCENTER_RESOURCE_MAX_BYTES = 100
+    with pytest.raises(ValidationFailed):
+        resource_upload(project=project, name="blob.bin", fileobj=Stream(content), user=None)
