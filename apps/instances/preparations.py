@@ -18,16 +18,20 @@ class PrepareContext:
     attempt: object  # apps.instances.models.Attempt
     workdir: Path  # the attempt's work directory (handed to OPSCENTER_RUN_AS after)
     line: Callable[[str], None]  # one timestamped line in the attempt's log
+    # Call it while a long step works (it sends the attempt's heartbeat); True: stop,
+    # the attempt was stopped or declared lost (raise PreparationFailed(outcome="stopped")).
+    tick: Callable[[], bool] = lambda: False
 
 
 class PreparationFailed(Exception):
     """The work directory could not be prepared; `retryable` False when another attempt
-    would fail the same way."""
+    would fail the same way; `outcome` "stopped" when a tick said to stop."""
 
-    def __init__(self, reason: str, *, retryable: bool = True):
+    def __init__(self, reason: str, *, retryable: bool = True, outcome: str = "failed"):
         super().__init__(reason)
         self.reason = reason
         self.retryable = retryable
+        self.outcome = outcome
 
 
 Prepare = Callable[[PrepareContext], None]

@@ -539,16 +539,18 @@ def _execute_in_workdir(
         except (UnknownParameter, ConfigurationError, RunAsRefused) as exc:
             log.line(f"cannot run: {exc}")
             return states.AttemptOutcome(outcome="failed", reason=str(exc), retryable=False)
+        watch = AttemptWatch(attempt, log)
         try:
             preparations.prepare(
                 preparations.PrepareContext(
-                    instance=instance, attempt=attempt, workdir=workdir, line=log.line
+                    instance=instance, attempt=attempt, workdir=workdir, line=log.line, tick=watch
                 )
             )
         except preparations.PreparationFailed as exc:
-            log.line(f"cannot run: {exc.reason}")
+            reason = watch.stop_reason or exc.reason
+            log.line(f"cannot run: {reason}")
             return states.AttemptOutcome(
-                outcome="failed", reason=exc.reason, retryable=exc.retryable
+                outcome=exc.outcome, reason=reason, retryable=exc.retryable
             )
         outcome = _execute(request, attempt, log)
         if outcome.outcome == "succeeded" and checks.registered():

@@ -29,6 +29,10 @@ def resources_copy(context: PrepareContext) -> None:
                 while chunk := source.read(CHUNK):
                     digest.update(chunk)
                     copy.write(chunk)
+                    if context.tick():
+                        raise PreparationFailed(
+                            f"stopped while {what} was copied", retryable=False, outcome="stopped"
+                        )
         except FileNotFoundError as exc:
             raise PreparationFailed(
                 f"{what} is missing from storage ({version.file.name}): {exc}", retryable=False

@@ -7,17 +7,22 @@ import os
 import pwd
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
+from django.core.files import File
+from django.core.files.storage import FileSystemStorage
 
 from apps.instances import worker
 from apps.instances.models import Attempt, Instance
+from apps.instances.operations import instance_stop
 from apps.instances.selectors import attempt_log
 from apps.nodes.models import Node
 from apps.resources.models import ResourceVersion
 from apps.resources.services import resource_delete, resource_upload
 from tests.factories import instance_create
+from tests.instances.test_operations import _drain_in_thread
 from tests.nodes.helpers import publish, spec
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -136,3 +141,48 @@ if os.geteuid() == 0:
         assert instance.state == "succeeded", log
         assert "ref=secret sauce" in log
         assert f"lib as {JOB_USER}" in log
+
+
+class SlowFile(File):
+    def read(self, size=-1):
+        time.sleep(0.05)
+        return self.file.read(size)
+
+
+class SlowStorage(FileSystemStorage):
+    """Storage that hands files out slowly, as a distant object store does."""
+
+    def open(self, name, mode="rb"):
+        return SlowFile(super().open(name, mode).file)
+
+
+def test_a_stop_while_files_are_copied_ends_the_attempt_stopped(
+    project, users, settings, storage_dir, monkeypatch
+):
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {
+            "BACKEND": f"{__name__}.SlowStorage",
+            "OPTIONS": {"location": str(storage_dir)},
+        },
+    }
+    monkeypatch.setattr("apps.resources.workdir.CHUNK", 10)
+    upload(project, users["dave"], "ref.csv", b"x" * 2000)  # 200 slow reads: 10 s
+    publish(
+        project,
+        users["dave"],
+        spec("reader", type="shell", content="cat ref.csv", resources=["ref.csv"]),
+    )
+    instance = instance_create(Node.objects.get(name="reader"), SCHEDULED)
+    done = _drain_in_thread(timeout=30)
+    deadline = time.monotonic() + 15
+    while Instance.objects.get(pk=instance.pk).state != "running":
+        assert time.monotonic() < deadline, "the attempt never started"
+        time.sleep(0.05)
+    time.sleep(0.3)
+    instance_stop(instance=Instance.objects.get(pk=instance.pk), by=users["olga"], source="api")
+    assert done.wait(20), "the attempt did not end after the stop"
+    attempt = Attempt.objects.get(instance=instance)
+    assert attempt.state == "stopped", log_of(instance)
+    assert "cannot run: instance is now stopped" in log_of(instance)
+    assert (attempt.finished_at - attempt.started_at).total_seconds() < 8
