@@ -317,7 +317,8 @@ class Resources(Kind):
                 except ValidationFailed as exc:
                     run.refused(exc, prefix=f"resources.{name}")
                     continue
-            run.stored_files.append(version.file.name)
+            if version.is_new:  # an existing version's file is never removed on rollback
+                run.stored_files.append(version.file.name)
 
     def _stand_in(self, project, name: str, record: dict) -> None:
         """A dry run stores no file: a version row without one lets the nodes that name
