@@ -24,8 +24,13 @@ def timezone_names() -> tuple[str, ...]:
     return tuple(sorted(zoneinfo.available_timezones()))
 
 
+@functools.cache
+def _timezone_name_set() -> frozenset[str]:
+    return frozenset(timezone_names())
+
+
 def is_timezone_name(value: str) -> bool:
-    return value in timezone_names()
+    return value in _timezone_name_set()
 
 
 def viewer_timezone(request) -> str:
