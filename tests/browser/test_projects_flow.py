@@ -16,6 +16,7 @@ def test_create_a_project_add_a_datasource_test_it_add_a_variable_and_a_member(
     page, login, users, live_server, screenshots
 ):
     login("root", "/projects/")
+    page.click("nav.mainnav >> text=System")
     page.click("nav.mainnav >> text=Projects")
     page.wait_for_url(f"{live_server.url}/projects/")
 

@@ -612,7 +612,7 @@ def test_pages_that_show_a_project_link_to_it(as_user, project, users):
     html = html_of(alice.get(f"/nodes/{node.pk}/"))
     assert f'<a href="/projects/acme/">{project.name}</a>' in html
     chosen = html_of(alice.get("/projects/?project=acme"))
-    assert '<a class="small" href="/projects/acme/"' in chosen  # next to the switcher
+    assert '<a class="project-switcher-label" href="/projects/acme/"' in chosen  # the switcher's label
 
 
 def test_times_are_in_the_projects_zone_unless_the_viewer_chose_one(as_user, project):

@@ -36,6 +36,9 @@ BADGE_CHOICES = {
 # The main navigation. An entry shows once its page exists (its URL name resolves), so
 # a new section only has to register its URLs to appear here. A third element names a
 # template rendered inside the entry (a live badge).
+# The main menu: the daily pages at the top level, the rest in two menus, so the bar
+# stays one line on a laptop screen. (label, url name[, badge template]) or
+# (label, [entries]) for a menu.
 NAV_ITEMS = [
     ("Overview", "overview:index"),
     ("Instances", "instances:list"),
@@ -43,14 +46,25 @@ NAV_ITEMS = [
     ("Backfill", "backfills:list"),
     ("Alerts", "alerts:list", "alerts/_nav_badge.html"),
     ("Baselines", "baselines:list"),
-    ("Monitoring", "monitoring:index"),
-    ("Configuration", "configuration:resource_groups"),
-    ("Projects", "projects:list"),
-    ("Resources", "resources:index"),
-    ("Quality", "quality:rules"),
-    ("Health", "health:index"),
-    ("Audit log", "audit:list"),
-    ("Backups", "backups:list"),
+    (
+        "Monitoring",
+        [
+            ("Monitoring rules", "monitoring:index"),
+            ("Quality", "quality:rules"),
+            ("Notifications", "notifications:channels"),
+        ],
+    ),
+    (
+        "System",
+        [
+            ("Projects", "projects:list"),
+            ("Configuration", "configuration:resource_groups"),
+            ("Resources", "resources:index"),
+            ("Health", "health:index"),
+            ("Audit log", "audit:list"),
+            ("Backups", "backups:list"),
+        ],
+    ),
 ]
 
 
@@ -145,18 +159,34 @@ def nav_items(context) -> list[dict]:
     request = context.get("request")
     match = getattr(request, "resolver_match", None)
     current = match.namespace if match else ""
-    items = []
-    for label, name, *badge in NAV_ITEMS:
-        try:
-            url = reverse(name)
-        except NoReverseMatch:
-            continue
-        items.append(
-            {
-                "label": label,
-                "url": url,
-                "active": name.split(":")[0] == current,
-                "badge": badge[0] if badge else "",
-            }
-        )
+
+    def entries(spec) -> list[dict]:
+        items = []
+        for label, target, *badge in spec:
+            if isinstance(target, list):
+                children = entries(target)
+                if children:
+                    items.append(
+                        {
+                            "label": label,
+                            "children": children,
+                            "active": any(child["active"] for child in children),
+                        }
+                    )
+                continue
+            try:
+                url = reverse(target)
+            except NoReverseMatch:
+                continue
+            items.append(
+                {
+                    "label": label,
+                    "url": url,
+                    "active": target.split(":")[0] == current,
+                    "badge": badge[0] if badge else "",
+                }
+            )
+        return items
+
+    items = entries(NAV_ITEMS)
     return items
