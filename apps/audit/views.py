@@ -10,7 +10,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET
 
 from apps.core.errors import ValidationFailed
-from apps.core.pagination import Page, parse_limit
+from apps.core.pagination import parse_limit, view_page
 from apps.projects.selectors import projects_visible_to
 
 from .choices import Result, Source
@@ -48,16 +48,7 @@ def _queryset(request, filters: OperationFilters):
 @require_GET
 def operation_list(request):
     filters = OperationFilters.from_query(request.GET)
-    errors: list[dict] = []
-    try:
-        page = operations_page(
-            _queryset(request, filters),
-            cursor=request.GET.get("cursor") or None,
-            limit=request.GET.get("limit"),
-        )
-    except ValidationFailed as exc:
-        errors = exc.errors or [{"field": "", "message": exc.detail}]
-        page = Page(items=[], next_cursor=None)
+    page, errors = view_page(operations_page, lambda: _queryset(request, filters), request.GET)
     kept = {k: v for k, v in request.GET.items() if v and k in (*FILTER_FIELDS, "limit")}
     list_url = reverse("audit:list")
 

@@ -21,7 +21,7 @@ from apps.accounts.timezones import project_page
 from apps.core import clock
 from apps.core.errors import NotFound, OpscenterError, ValidationFailed
 from apps.core.htmx import render_page_or_partial, stop_polling, wants_partial
-from apps.core.pagination import Page, keyset_page
+from apps.core.pagination import keyset_page, view_page
 from apps.instances.choices import InstanceState
 from apps.instances.operations import operate_role
 from apps.nodes.choices import Env, NodeStatus, ScheduleType
@@ -62,16 +62,7 @@ def backfill_list(request):
     queryset = backfills_visible_to(request.user)
     if request.project is not None:
         queryset = queryset.filter(project=request.project)
-    errors: list[dict] = []
-    try:
-        page = keyset_page(
-            queryset,
-            cursor=request.GET.get("cursor") or None,
-            limit=request.GET.get("limit"),
-        )
-    except ValidationFailed as exc:
-        errors = exc.errors or [{"field": "", "message": exc.detail}]
-        page = Page(items=[], next_cursor=None)
+    page, errors = view_page(keyset_page, queryset, request.GET)
     runs = _run_rows(page.items)
     running = any(row["backfill"].state == "running" for row in runs)
     context = {

@@ -108,3 +108,21 @@ def keyset_page(
             pk, value = last.pk, getattr(last, order_field)
         next_cursor = _encode(value, pk)
     return Page(items=rows, next_cursor=next_cursor)
+
+
+def view_page(pager, queryset, query, **options) -> tuple[Page, list[dict]]:
+    """A list page's rows: `pager(queryset, cursor=, limit=, **options)` read from the
+    request's `query`. `queryset` may be a function making it, when filtering it can
+    refuse a value. A bad filter, cursor or limit answers an empty page and the errors to
+    show beside the filters (the page then answers 422), never a 500."""
+    try:
+        if callable(queryset):
+            queryset = queryset()
+        page = pager(
+            queryset, cursor=query.get("cursor") or None, limit=query.get("limit"), **options
+        )
+    except ValidationFailed as exc:
+        return Page(items=[], next_cursor=None), exc.errors or [
+            {"field": "", "message": exc.detail}
+        ]
+    return page, []

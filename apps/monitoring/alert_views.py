@@ -23,7 +23,7 @@ from django_htmx.http import push_url, trigger_client_event
 from apps.accounts.timezones import project_page
 from apps.core.errors import NotFound, OpscenterError, ValidationFailed
 from apps.core.htmx import render_page_or_partial, stop_polling, triggered_by, wants_partial
-from apps.core.pagination import Page
+from apps.core.pagination import view_page
 from apps.nodes.models import Node
 from apps.notifications.choices import DeliveryState
 from apps.projects.choices import Role
@@ -120,15 +120,7 @@ def _list_context(request, query: QueryDict | None = None) -> tuple[dict, int]:
     queryset = alerts_visible_to(request.user).select_related("node")
     if request.project is not None:
         queryset = queryset.filter(project=request.project)
-    try:
-        page = alerts_page(
-            alert_filter(queryset, filters),
-            cursor=query.get("cursor") or None,
-            limit=query.get("limit"),
-        )
-    except ValidationFailed as exc:
-        errors = exc.errors or [{"field": "", "message": exc.detail}]
-        page = Page(items=[], next_cursor=None)
+    page, errors = view_page(alerts_page, lambda: alert_filter(queryset, filters), query)
     polling = any(alert.is_open for alert in page.items)
     labels = dict(TriggerType.choices)
     for alert in page.items:

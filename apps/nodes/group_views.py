@@ -14,9 +14,9 @@ from django.shortcuts import redirect
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from apps.core.errors import NotFound, OpscenterError, ValidationFailed
+from apps.core.errors import NotFound, OpscenterError
 from apps.core.htmx import render_page_or_partial
-from apps.core.pagination import Page, keyset_page
+from apps.core.pagination import keyset_page, view_page
 from apps.instances.operations import operate_role
 from apps.projects.models import Project
 from apps.projects.selectors import has_role, project_get
@@ -37,14 +37,7 @@ def node_group_list(request):
     queryset = nodes_visible_to(request.user)
     if request.project is not None:
         queryset = queryset.filter(project=request.project)
-    errors: list[dict] = []
-    try:
-        page = node_groups_page(
-            queryset, cursor=request.GET.get("cursor") or None, limit=request.GET.get("limit")
-        )
-    except ValidationFailed as exc:
-        errors = exc.errors or [{"field": "", "message": exc.detail}]
-        page = Page(items=[], next_cursor=None)
+    page, errors = view_page(node_groups_page, queryset, request.GET)
     return render_page_or_partial(
         request,
         page="nodes/groups.html",
@@ -66,18 +59,7 @@ def node_group_detail(request, code: str, group: str):
     its actions for those who may operate every environment it has nodes in."""
     project, row = _group_or_404(request, code, group)
     nodes = nodes_visible_to(request.user).filter(project=project, group=group)
-    errors: list[dict] = []
-    try:
-        page = keyset_page(
-            nodes,
-            cursor=request.GET.get("cursor") or None,
-            limit=request.GET.get("limit"),
-            order_field="name",
-            descending=False,
-        )
-    except ValidationFailed as exc:
-        errors = exc.errors or [{"field": "", "message": exc.detail}]
-        page = Page(items=[], next_cursor=None)
+    page, errors = view_page(keyset_page, nodes, request.GET, order_field="name", descending=False)
     envs = set(nodes.order_by().values_list("env", flat=True).distinct())
     context = {
         "project": project,

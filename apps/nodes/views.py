@@ -23,7 +23,7 @@ from apps.configuration.runtime import runtime_for_node
 from apps.core import clock, dag
 from apps.core.errors import NotFound, OpscenterError, ValidationFailed
 from apps.core.htmx import render_page_or_partial, wants_partial
-from apps.core.pagination import Page, keyset_page
+from apps.core.pagination import keyset_page, view_page
 from apps.core.textdiff import classified, content_text, unified_diff
 from apps.instances.choices import WaitReason
 from apps.instances.history import HISTORY_CYCLES, history_cycles, node_history, pipeline_grid
@@ -69,18 +69,13 @@ def node_list(request):
     queryset = nodes_visible_to(request.user)
     if request.project is not None:
         queryset = queryset.filter(project=request.project)
-    errors: list[dict] = []
-    try:
-        page = keyset_page(
-            node_filter(queryset, filters),
-            cursor=request.GET.get("cursor") or None,
-            limit=request.GET.get("limit"),
-            order_field="name",
-            descending=False,
-        )
-    except ValidationFailed as exc:
-        errors = exc.errors or [{"field": "", "message": exc.detail}]
-        page = Page(items=[], next_cursor=None)
+    page, errors = view_page(
+        keyset_page,
+        lambda: node_filter(queryset, filters),
+        request.GET,
+        order_field="name",
+        descending=False,
+    )
     context = {
         "page": page,
         "filters": filters,
@@ -190,18 +185,9 @@ def node_one_time_list(request):
         last_run_state=Subquery(last_run.values("state")[:1]),
         last_run_biz_date=Subquery(last_run.values("biz_date")[:1]),
     )
-    errors: list[dict] = []
-    try:
-        page = keyset_page(
-            queryset,
-            cursor=request.GET.get("cursor") or None,
-            limit=request.GET.get("limit"),
-            order_field="name",
-            descending=False,
-        )
-    except ValidationFailed as exc:
-        errors = exc.errors or [{"field": "", "message": exc.detail}]
-        page = Page(items=[], next_cursor=None)
+    page, errors = view_page(
+        keyset_page, queryset, request.GET, order_field="name", descending=False
+    )
     roles: dict[tuple[int, str], bool] = {}
     rows = []
     for node in page.items:
