@@ -3,8 +3,10 @@ template engine or per-row validation (the busiest page and API call). These tes
 them to what the API schema and the table promise."""
 
 import datetime
+import zoneinfo
 
 import pytest
+from django.utils import timezone
 
 from apps.instances.models import Instance
 from apps.instances.schemas import InstanceOut
@@ -64,7 +66,10 @@ def test_the_api_list_answers_the_same_rows(client, users, varied):
 def test_table_rows_show_every_column_escaped(varied):
     pending, finished, running, elsewhere = varied
     rows = instance_rows_page(Instance.objects.all(), cursor=None, limit=50).items
-    html = str(instance_rows_html(rows, may_batch=True, show_project=True))
+    # Times are in the viewer's zone (the page names it above the table), not each
+    # row's project zone.
+    with timezone.override(zoneinfo.ZoneInfo("Asia/Shanghai")):
+        html = str(instance_rows_html(rows, may_batch=True, show_project=True))
     by_id = {int(chunk.split('"', 1)[0]): chunk for chunk in html.split('<tr data-instance="')[1:]}
 
     assert "load &lt;orders&gt;" in by_id[pending.pk] and "<orders>" not in html
@@ -72,20 +77,30 @@ def test_table_rows_show_every_column_escaped(varied):
     assert 'data-wait="waiting_upstream"' in by_id[pending.pk]
     assert f'value="{pending.pk}" form="batch-form"' in by_id[pending.pk]
     assert f'href="/instances/{pending.pk}/"' in by_id[pending.pk]
-    # Asia/Shanghai: 18:00 UTC is 02:00 the next day.
-    assert '<td class="mono" title="Asia/Shanghai">2026-11-22 02:00</td>' in by_id[pending.pk]
-    assert '<td class="mono" title="UTC">2026-11-21 18:00</td>' in by_id[elsewhere.pk]
+    # Asia/Shanghai: 18:00 UTC is 02:00 the next day, for the UTC project's row too.
+    assert '<td class="mono">2026-11-22 02:00</td>' in by_id[pending.pk]
+    assert '<td class="mono">2026-11-22 02:00</td>' in by_id[elsewhere.pk]
     assert "dry run" in by_id[elsewhere.pk] and "<td>etl</td>" in by_id[elsewhere.pk]
 
     assert 'title="Set to succeeded by an operator">forced' in by_id[finished.pk]
     assert "data-wait" not in by_id[finished.pk]  # a wait reason only while pending
     assert '<td class="num">2</td>' in by_id[finished.pk]  # attempts
     assert '<td class="num mono">2m 06s</td>' in by_id[finished.pk]
-    assert '<td class="mono" title="Asia/Shanghai">11-22 02:00:00</td>' in by_id[finished.pk]
+    assert '<td class="mono">11-22 02:00:00</td>' in by_id[finished.pk]  # started
 
     assert '<span class="tag tag-dev">dev</span>' in by_id[running.pk]
     assert 'title="Paused">paused' in by_id[running.pk]
     assert 'data-state="running"' in by_id[running.pk]
+
+
+def test_table_rows_follow_the_active_zone(varied):
+    pending, _, _, elsewhere = varied
+    rows = instance_rows_page(Instance.objects.all(), cursor=None, limit=50).items
+    with timezone.override(datetime.UTC):
+        html = str(instance_rows_html(rows, may_batch=False, show_project=True))
+    by_id = {int(chunk.split('"', 1)[0]): chunk for chunk in html.split('<tr data-instance="')[1:]}
+    assert '<td class="mono">2026-11-21 18:00</td>' in by_id[pending.pk]
+    assert '<td class="mono">2026-11-21 18:00</td>' in by_id[elsewhere.pk]
 
 
 def test_table_rows_without_batch_or_project_column(varied):
