@@ -1,5 +1,13 @@
 """Shared helpers of the server-rendered forms: a service's field errors put back next to
-the inputs they name."""
+the inputs they name, the status a refused form answers with, and where a saved form goes
+(a plain post is redirected; an htmx post is told to go there)."""
+
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect
+from django_htmx.http import HttpResponseClientRedirect
+
+from .errors import OpscenterError
+from .htmx import wants_partial
 
 
 def field_errors(errors: list[dict]) -> dict[str, list[str]]:
@@ -10,3 +18,17 @@ def field_errors(errors: list[dict]) -> dict[str, list[str]]:
         if error.get("field"):
             by_field.setdefault(error["field"], []).append(error["message"])
     return by_field
+
+
+def refusal_errors(exc: OpscenterError) -> list[dict]:
+    """A service's refusal as the form's error list: its field errors, else its detail."""
+    return exc.errors or [{"field": "", "message": exc.detail}]
+
+
+def refusal_status(exc: OpscenterError) -> int:
+    """The status a form answers a refusal with: bad input is 422, never a bare 400."""
+    return exc.status_code if exc.status_code != 400 else 422
+
+
+def form_done(request: HttpRequest, url: str) -> HttpResponse:
+    return HttpResponseClientRedirect(url) if wants_partial(request) else redirect(url)

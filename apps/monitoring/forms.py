@@ -91,7 +91,9 @@ def _ids(values: list[str]) -> list:
     return [int(v) if v.strip().isdigit() else v for v in values if v.strip()]
 
 
-def _recipients(post: QueryDict, prefix: str) -> dict:
+def recipients_data(post: QueryDict, prefix: str) -> dict:
+    """A recipients object (SPEC 7.1) from the inputs `prefix`_owner, _users, _groups,
+    _on_call (the partial alerts/_recipients.html)."""
     return {
         "owner": post.get(f"{prefix}_owner") == "on",
         "users": [u for u in post.getlist(f"{prefix}_users") if u],
@@ -145,7 +147,7 @@ def _mute_windows(post: QueryDict) -> list[dict]:
 def rule_data(post: QueryDict) -> dict:
     """A posted rule form as monitor_rule_create/update take it (every field)."""
     escalate_after = post.get("escalate_after_minutes", "").strip()
-    escalate_to = _recipients(post, "escalate_to")
+    escalate_to = recipients_data(post, "escalate_to")
     if not any(escalate_to.values()):
         escalate_to = {}
     return {
@@ -153,7 +155,7 @@ def rule_data(post: QueryDict) -> dict:
         "scope": _scope(post),
         "triggers": _triggers(post),
         "severity": post.get("severity", ""),
-        "recipients": _recipients(post, "recipients"),
+        "recipients": recipients_data(post, "recipients"),
         "channels": _ids(post.getlist("channels")),
         "dedup_minutes": _number(post.get("dedup_minutes", "")),
         "mute_windows": _mute_windows(post),
@@ -161,6 +163,28 @@ def rule_data(post: QueryDict) -> dict:
         "escalate_to": escalate_to,
         "enabled": post.get("enabled") == "on",
     }
+
+
+def recipients_shown(value) -> dict:
+    """A stored (or posted) recipients object as alerts/_recipients.html shows it."""
+    value = value if isinstance(value, dict) else {}
+    return {
+        "owner": bool(value.get("owner")),
+        "users": set(value.get("users") or []),
+        "groups": set(value.get("groups") or []),
+        "on_call": value.get("on_call") or "",
+    }
+
+
+def recipient_errors(by_field: dict[str, list[str]], prefix: str) -> dict[str, list[str]]:
+    """The errors of one recipients object by key (`users`...; `all`: the object's own),
+    from errors filed under `prefix`_users or `prefix`.users."""
+    found = {
+        key: by_field.get(f"{prefix}_{key}", []) + by_field.get(f"{prefix}.{key}", [])
+        for key in RECIPIENT_KEYS
+    }
+    found["all"] = by_field.get(prefix, [])
+    return found
 
 
 TRIGGER_ERROR = re.compile(r"^triggers\.(\d+)\.(\w+)$")
@@ -257,35 +281,21 @@ class RuleForm:
             )
         return rows
 
-    def _recipients(self, key: str) -> dict:
-        value = self.data.get(key) or {}
-        return {
-            "owner": bool(value.get("owner")),
-            "users": set(value.get("users") or []),
-            "groups": set(value.get("groups") or []),
-            "on_call": value.get("on_call") or "",
-        }
-
     @property
     def recipients(self) -> dict:
-        return self._recipients("recipients")
+        return recipients_shown(self.data.get("recipients"))
 
     @property
     def escalate_to(self) -> dict:
-        return self._recipients("escalate_to")
-
-    def _recipient_errors(self, prefix: str) -> dict[str, list[str]]:
-        found = {key: self.errors.get(f"{prefix}_{key}", []) for key in RECIPIENT_KEYS}
-        found["all"] = self.errors.get(prefix, [])
-        return found
+        return recipients_shown(self.data.get("escalate_to"))
 
     @property
     def recipients_errors(self) -> dict:
-        return self._recipient_errors("recipients")
+        return recipient_errors(self.errors, "recipients")
 
     @property
     def escalate_to_errors(self) -> dict:
-        return self._recipient_errors("escalate_to")
+        return recipient_errors(self.errors, "escalate_to")
 
     @property
     def channels(self) -> set:

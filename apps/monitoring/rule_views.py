@@ -9,9 +9,7 @@ htmx post gets the form block back, a plain post the whole page.
 import zoneinfo
 
 from django.contrib import messages
-from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
-from django.contrib.auth.models import Group
 from django.db.models import Count, Q
 from django.http import Http404, HttpResponseRedirect
 from django.shortcuts import redirect, render
@@ -24,7 +22,6 @@ from apps.core import clock
 from apps.core.errors import NotFound, OpscenterError, ValidationFailed
 from apps.core.htmx import render_page_or_partial, wants_partial
 from apps.nodes.models import Node
-from apps.notifications.models import Channel
 from apps.projects.choices import Role
 from apps.projects.models import Membership, Project
 from apps.projects.selectors import has_role, projects_visible_to
@@ -46,9 +43,8 @@ from .rule_selectors import (
     monitor_rules_visible_to,
     on_call_get,
     on_call_visible_to,
+    recipient_choices,
 )
-
-User = get_user_model()
 
 # Timezones the on-call form suggests first (any IANA name is accepted).
 COMMON_TIMEZONES = [
@@ -177,26 +173,10 @@ def _recipient_words(recipients: dict) -> str:
 def _rule_choices(project: Project, form: RuleForm) -> dict:
     """What the rule form offers for `project`: its nodes, its members (and anyone the
     rule already names), groups, on-call schedules and channels it may use."""
-    members = User.objects.filter(memberships__project=project)
-    named = User.objects.filter(username__in=form.named_users)
-    users = list(
-        (members | named).distinct().order_by("username").values_list("username", flat=True)
-    )
     return {
+        **recipient_choices(project, named_users=form.named_users),
         "project": project,
         "nodes": list(Node.objects.filter(project=project).order_by("name", "env")),
-        "users": users,
-        "groups": list(Group.objects.order_by("name").values_list("name", flat=True)),
-        "schedules": list(
-            OnCallSchedule.objects.filter(Q(project=project) | Q(project__isnull=True))
-            .order_by("name")
-            .values_list("name", flat=True)
-        ),
-        "channels": list(
-            Channel.objects.filter(Q(project=project) | Q(project__isnull=True)).order_by(
-                "project_id", "name"
-            )
-        ),
         "scope_kinds": [
             (kind, label, SCOPE_HELP[kind])
             for kind, label in ScopeKind.choices

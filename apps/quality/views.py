@@ -10,11 +10,11 @@ from django.http import Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
-from django_htmx.http import HttpResponseClientRedirect
 
 from apps.accounts.timezones import project_page
 from apps.core.errors import NotFound, OpscenterError, ValidationFailed
-from apps.core.htmx import render_page_or_partial, wants_partial
+from apps.core.forms import form_done, refusal_errors, refusal_status
+from apps.core.htmx import render_page_or_partial
 from apps.core.pagination import keyset_page
 from apps.nodes.choices import Env, NodeType
 from apps.nodes.models import Node
@@ -51,10 +51,6 @@ def _configurable_projects(user):
     roles = [r for r, rank in ROLE_RANK.items() if rank >= ROLE_RANK[Role.DEVELOPER]]
     ids = Membership.objects.filter(user=user, role__in=roles).values_list("project_id", flat=True)
     return projects.filter(pk__in=ids)
-
-
-def _errors_of(exc: OpscenterError) -> list[dict]:
-    return exc.errors or [{"field": "", "message": exc.detail}]
 
 
 def _rule_or_404(request, rule_id: int) -> FieldRule:
@@ -164,10 +160,6 @@ def _render_form(request, *, project, data, rule=None, errors=None, status=200):
     )
 
 
-def _done(request, url: str):
-    return HttpResponseClientRedirect(url) if wants_partial(request) else redirect(url)
-
-
 @login_required
 def rule_new(request):
     """GET: the form for a node (`?node=ID`) or a project (`?project=CODE`, the
@@ -200,12 +192,15 @@ def rule_new(request):
     try:
         rule = services.field_rule_create(project=project, data=data, by=request.user, source="ui")
     except OpscenterError as exc:
-        status = exc.status_code if exc.status_code != 400 else 422
         return _render_form(
-            request, project=project, data=data, errors=_errors_of(exc), status=status
+            request,
+            project=project,
+            data=data,
+            errors=refusal_errors(exc),
+            status=refusal_status(exc),
         )
     messages.success(request, f"Field rule #{rule.pk} created on {rule.node.name}.")
-    return _done(request, reverse("quality:rule_detail", args=[rule.pk]))
+    return form_done(request, reverse("quality:rule_detail", args=[rule.pk]))
 
 
 @login_required
@@ -220,17 +215,16 @@ def rule_edit(request, rule_id: int):
     try:
         rule = services.field_rule_update(rule=rule, data=data, by=request.user, source="ui")
     except OpscenterError as exc:
-        status = exc.status_code if exc.status_code != 400 else 422
         return _render_form(
             request,
             project=rule.project,
             data=data,
             rule=rule,
-            errors=_errors_of(exc),
-            status=status,
+            errors=refusal_errors(exc),
+            status=refusal_status(exc),
         )
     messages.success(request, f"Field rule #{rule.pk} saved.")
-    return _done(request, reverse("quality:rule_detail", args=[rule.pk]))
+    return form_done(request, reverse("quality:rule_detail", args=[rule.pk]))
 
 
 @login_required
