@@ -2,7 +2,7 @@
 the inputs they name, the status a refused form answers with, and where a saved form goes
 (a plain post is redirected; an htmx post is told to go there)."""
 
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import redirect
 from django_htmx.http import HttpResponseClientRedirect
 
@@ -18,6 +18,16 @@ def field_errors(errors: list[dict]) -> dict[str, list[str]]:
         if error.get("field"):
             by_field.setdefault(error["field"], []).append(error["message"])
     return by_field
+
+
+def nul_errors(post: QueryDict) -> list[dict]:
+    """The posted inputs holding a NUL character, which PostgreSQL cannot store: refused
+    by name before a service sees them."""
+    return [
+        {"field": name, "message": "contains a NUL character"}
+        for name, values in post.lists()
+        if any("\x00" in value for value in values)
+    ]
 
 
 def refusal_errors(exc: OpscenterError) -> list[dict]:

@@ -38,6 +38,16 @@ def has_role(user, project: Project, role: str) -> bool:
     return held is not None and ROLE_RANK[held] >= ROLE_RANK[role]
 
 
+def projects_where_role(user, role: str) -> QuerySet[Project]:
+    """The projects where `user` holds `role` or a higher one (every one for a superuser),
+    by code: what a form lets one choose to create something in."""
+    projects = projects_visible_to(user).order_by("code")
+    if user.is_superuser:
+        return projects
+    roles = [held for held, rank in ROLE_RANK.items() if rank >= ROLE_RANK[role]]
+    return projects.filter(memberships__user=user, memberships__role__in=roles)
+
+
 def _count_per_project(queryset: QuerySet) -> Coalesce:
     """A subquery counting `queryset`'s rows of the outer project: one per column, never
     one query per row (and no join that multiplies the counts of another)."""

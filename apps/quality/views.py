@@ -19,9 +19,9 @@ from apps.core.pagination import keyset_page
 from apps.nodes.choices import Env, NodeType
 from apps.nodes.models import Node
 from apps.notifications.models import Channel
-from apps.projects.choices import ROLE_RANK, Role
-from apps.projects.models import Datasource, Membership, Project
-from apps.projects.selectors import has_role, projects_visible_to
+from apps.projects.choices import Role
+from apps.projects.models import Datasource, Project
+from apps.projects.selectors import has_role, projects_visible_to, projects_where_role
 
 from . import services
 from .choices import Compare, Metric, Operator, RuleSeverity
@@ -45,12 +45,7 @@ def may_change_rule(user, node: Node) -> bool:
 
 def _configurable_projects(user):
     """Projects where `user` may make some rule (developer or more)."""
-    projects = projects_visible_to(user).order_by("code")
-    if user.is_superuser:
-        return projects
-    roles = [r for r, rank in ROLE_RANK.items() if rank >= ROLE_RANK[Role.DEVELOPER]]
-    ids = Membership.objects.filter(user=user, role__in=roles).values_list("project_id", flat=True)
-    return projects.filter(pk__in=ids)
+    return projects_where_role(user, Role.DEVELOPER)
 
 
 def _rule_or_404(request, rule_id: int) -> FieldRule:

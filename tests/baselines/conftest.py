@@ -1,4 +1,5 @@
 import pytest
+from django.test import Client
 
 from apps.baselines.cycles import caches_clear
 
@@ -9,3 +10,14 @@ def baseline_caches():
     caches_clear()
     yield
     caches_clear()
+
+
+@pytest.fixture
+def as_user(client, users):
+    """as_user("vera") -> the test client, logged in as vera."""
+
+    def login(name: str) -> Client:
+        client.force_login(users[name])
+        return client
+
+    return login

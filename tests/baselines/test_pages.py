@@ -28,15 +28,6 @@ def frozen():
 
 
 @pytest.fixture
-def as_user(client, users):
-    def login(name: str) -> Client:
-        client.force_login(users[name])
-        return client
-
-    return login
-
-
-@pytest.fixture
 def day(project, users):
     """The diamond with a running since 08:55 (d predicted at 09:43:30): "late report"
     commits 10:00 (warning), "early report" 12:00 (safe); "blocked" waits on a failed x."""
