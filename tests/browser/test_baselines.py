@@ -3,12 +3,15 @@ Gantt chart of the critical path (real and predicted bars, the warning, committe
 lines) and the path's steps."""
 
 import datetime
+import re
 
 import pytest
 from django.utils import timezone
 from playwright.sync_api import expect
 
+from apps.audit.models import OperationLog
 from apps.baselines import cycles
+from apps.baselines.models import Baseline
 from apps.instances.models import Attempt
 from tests.baselines.builders import baseline_make, history, start
 from tests.factories import instance_create, node_create
@@ -85,3 +88,72 @@ def test_opening_a_baseline_at_risk_shows_its_gantt_and_critical_path(
     page.wait_for_url(f"{live_server.url}/instances/{at_risk['publish'].pk}/")
     expect(page.locator("#instance-baselines")).to_contain_text("orders ready")
     expect(page.locator("#instance-baselines .lent")).to_contain_text("Dispatched at priority 8")
+
+
+def test_an_admin_creates_edits_and_deletes_a_baseline_through_its_pages(
+    login, page, live_server, users, project, screenshots
+):
+    alice = users["alice"]
+    extract = node_create(project, "extract_orders", owner=alice)
+    publish = node_create(project, "publish_orders", owner=alice, upstream=[extract])
+    node_create(project, "load_users", owner=alice)
+
+    login("alice", "/baselines/")
+    page.get_by_role("link", name="New baseline").click()
+    page.wait_for_url(f"{live_server.url}/baselines/new/")
+    form = page.locator("#baseline-form")
+    form.get_by_label("Name").fill("orders ready")
+    # The committed time asks for a minute once the cycle is hourly, and HH:MM again after.
+    committed = form.get_by_label("Committed time")
+    form.get_by_label("Cycle").select_option("hourly")
+    expect(committed).to_have_attribute("placeholder", "MM")
+    expect(form.locator("[data-committed-hint]")).to_contain_text("minute of each hour")
+    form.get_by_label("Cycle").select_option("daily")
+    expect(committed).to_have_attribute("placeholder", "HH:MM")
+    committed.fill("06:30")
+    # The filter box hides the nodes that do not match; the chosen ones stay.
+    search = form.get_by_label("Filter the key nodes")
+    search.fill("extract")
+    expect(form.locator(f'label[data-node="{publish.pk}"]')).to_be_hidden()
+    form.locator(f'input[name=key_nodes][value="{extract.pk}"]').check()
+    search.fill("publish")
+    expect(form.locator(f'label[data-node="{extract.pk}"]')).to_be_visible()
+    form.locator(f'input[name=key_nodes][value="{publish.pk}"]').check()
+    page.screenshot(path=str(screenshots / "baseline-new.png"), full_page=True)
+    form.get_by_role("button", name="Create baseline").click()
+
+    page.wait_for_url(re.compile(r"/baselines/\d+/$"))
+    baseline = Baseline.objects.get(name="orders ready")
+    assert page.url == f"{live_server.url}/baselines/{baseline.pk}/"
+    facts = page.locator("dl.baseline-facts")
+    expect(facts).to_contain_text("06:30")
+    expect(facts.get_by_role("link", name="extract_orders")).to_be_visible()
+    expect(facts.get_by_role("link", name="publish_orders")).to_be_visible()
+    assert {n.pk for n in baseline.key_nodes.all()} == {extract.pk, publish.pk}
+
+    page.get_by_role("link", name="Edit", exact=True).click()
+    page.wait_for_url(f"{live_server.url}/baselines/{baseline.pk}/edit/")
+    committed = page.locator("#baseline-form").get_by_label("Committed time")
+    committed.fill("7:5")
+    page.get_by_role("button", name="Save baseline").click()
+    # Refused next to its field; the form stays with what was typed.
+    error = page.locator('[data-field="committed_time"] .field-error')
+    expect(error).to_contain_text("is not a time HH:MM")
+    page.screenshot(path=str(screenshots / "baseline-edit-refused.png"), full_page=True)
+    committed.fill("07:45")
+    page.get_by_role("button", name="Save baseline").click()
+    page.wait_for_url(f"{live_server.url}/baselines/{baseline.pk}/")
+    expect(page.locator("dl.baseline-facts")).to_contain_text("07:45")
+    page.screenshot(path=str(screenshots / "baseline-saved.png"))
+
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.locator("form[data-confirm]").get_by_role("button", name="Delete").click()
+    page.wait_for_url(f"{live_server.url}/baselines/")
+    expect(page.locator("table.baselines tbody")).to_contain_text("No baselines")
+    assert not Baseline.objects.exists()
+    actions = OperationLog.objects.filter(object_type="baseline", source="ui", result="ok")
+    assert sorted(actions.values_list("action", flat=True)) == [
+        "baseline.create",
+        "baseline.delete",
+        "baseline.update",
+    ]
