@@ -177,6 +177,14 @@ def test_worker_killed_with_sigkill_is_detected_and_the_instance_retried(
         message="the first attempt never started",
         cluster=running,
     )
+    # The script has started its grandchild (on a busy machine the pid is recorded
+    # before the shell gets that far).
+    wait_for(
+        lambda: grandchild_file.exists() and grandchild_file.read_text().strip(),
+        timeout=30,
+        message="the first attempt never started its grandchild",
+        cluster=running,
+    )
     attempt = Attempt.objects.get(instance=instance, number=1)
     script = psutil.Process(attempt.pid)
     worker_process = script.parent()
