@@ -4,6 +4,7 @@ a non-member; each form's success and a refused input (error next to the field, 
 changed, never a 500); every write in the operation log."""
 
 import datetime
+import re
 import sqlite3
 
 import pytest
@@ -612,7 +613,9 @@ def test_pages_that_show_a_project_link_to_it(as_user, project, users):
     html = html_of(alice.get(f"/nodes/{node.pk}/"))
     assert f'<a href="/projects/acme/">{project.name}</a>' in html
     chosen = html_of(alice.get("/projects/?project=acme"))
-    assert '<a class="project-switcher-label" href="/projects/acme/"' in chosen  # the switcher's label
+    assert (
+        '<a class="project-switcher-label" href="/projects/acme/"' in chosen
+    )  # the switcher's label
 
 
 def test_times_are_in_the_projects_zone_unless_the_viewer_chose_one(as_user, project):
@@ -628,3 +631,13 @@ def test_the_profile_and_user_menu_lead_to_projects_and_tokens(as_user, project)
     assert 'href="/projects/" data-link="projects"' in html
     assert 'href="/account/tokens/" data-link="tokens"' in html
     assert '<a href="/account/tokens/">API tokens</a>' in html  # the user menu
+
+
+@pytest.mark.parametrize(
+    "path", ["/projects/acme/", "/projects/acme/members/", "/projects/acme/resources/"]
+)
+def test_each_project_tab_is_shown_once(as_user, project, path):
+    html = html_of(as_user("alice").get(path))
+    tabs = re.search(r'<nav class="tabs" aria-label="Project">(.*?)</nav>', html, re.S).group(1)
+    labels = re.findall(r">([^<>]+)</a>", tabs)
+    assert labels == ["Settings", "Members", "Datasources", "Variables", "Resources", "Runtime"]
