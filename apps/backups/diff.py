@@ -9,8 +9,18 @@ from apps.core.textdiff import classified, content_text, unified_diff
 
 from .kinds import normalized_spec
 
-# The diff answers SPEC 12's four kinds; others are archived for the record.
-DIFF_KINDS = ("nodes", "variables", "datasources", "resources")
+# The diff answers SPEC 12's four kinds and the monitoring and runtime configuration
+# restored after them; the other kinds are archived for the record.
+DIFF_KINDS = (
+    "nodes",
+    "variables",
+    "datasources",
+    "resources",
+    "monitor_rules",
+    "baselines",
+    "field_rules",
+    "runtime_config",
+)
 
 
 @dataclass

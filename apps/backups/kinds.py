@@ -101,16 +101,10 @@ def restorable_kinds() -> list[Kind]:
     return [k for k in KINDS if k.restorable]
 
 
-def _names(model, ids) -> dict[int, str]:
-    ids = {i for i in ids if isinstance(i, int)}
-    if not ids:
-        return {}
-    return dict(model.objects.filter(pk__in=ids).values_list("pk", "name"))
-
-
 # --- restorable kinds, in the order a restore applies them ------------------------------
 # Datasources and variables first (node specs name them), resources next (specs list
-# them and pin their latest versions), nodes last.
+# them and pin their latest versions), then nodes, then what names nodes: baselines,
+# monitoring rules (a rule may watch a baseline), field rules, runtime configuration.
 
 
 class Datasources(Kind):
@@ -512,63 +506,124 @@ class Nodes(Kind):
                     ready.append(upstream)
 
 
-# --- archived for the record ------------------------------------------------------------
+# --- monitoring and runtime configuration, restored after the nodes they name -----------
+# Their records name nodes, baselines and channels by name (ids mean nothing in another
+# database); a restore maps the names to the target project's objects once its nodes are
+# published, and writes through the apps' own services. A node, baseline, user or on-call
+# schedule that does not resolve is an error naming the record and field. Channels are
+# not archived (they hold secrets): one the target lacks (by name, its own or a global
+# one) is left out of the restored object with a warning.
 
 
-class RuntimeConfiguration(Kind):
-    """The runtime settings of one level: the project's (per project) or the global row."""
+def _node_keys(project) -> dict[int, str]:
+    """node id -> node key of every node of `project`."""
+    from apps.nodes.models import Node
 
-    name = "runtime_config"
-    label = "Runtime configuration"
-
-    def __init__(self, scope: str):
-        self.scope = scope
-
-    def export(self, project):
-        from apps.configuration.models import RuntimeConfig
-        from apps.configuration.runtime import level_values
-
-        row = RuntimeConfig.objects.filter(project=project).first()
-        if row is not None:
-            yield {"level": "project" if project else "global", "values": level_values(row)}
+    rows = Node.objects.filter(project=project).values_list("pk", "env", "name")
+    return {pk: node_key(env, name) for pk, env, name in rows.iterator(chunk_size=CHUNK_SIZE)}
 
 
-class MonitorRules(Kind):
-    name = "monitor_rules"
-    label = "Monitoring rules"
+def _online_nodes(project) -> dict[str, int]:
+    """node key -> id of the online nodes of `project`."""
+    from apps.nodes.models import Node
 
-    def export(self, project):
-        from apps.monitoring.models import MonitorRule
-        from apps.nodes.models import Node
+    rows = Node.objects.filter(project=project, status=NodeStatus.ONLINE).values_list(
+        "pk", "env", "name"
+    )
+    return {node_key(env, name): pk for pk, env, name in rows.iterator(chunk_size=CHUNK_SIZE)}
 
-        rules = (
-            MonitorRule.objects.filter(project=project)
-            .order_by("name")
-            .prefetch_related("channels")
+
+def _channel_ids(run, what: str, names) -> list[int]:
+    """The ids of the target's channels of these names, its own before a global one; a
+    name it lacks is left out with a warning."""
+    from django.db.models import Q
+
+    from apps.notifications.models import Channel
+
+    names = [name for name in names or [] if isinstance(name, str)]
+    found: dict[str, int] = {}
+    rows = Channel.objects.filter(
+        Q(project=run.project) | Q(project__isnull=True), name__in=names
+    ).values_list("name", "pk", "project_id")
+    for name, pk, project_id in rows:
+        if name not in found or project_id is not None:
+            found[name] = pk
+    missing = [name for name in names if name not in found]
+    if missing:
+        run.warnings.append(
+            f"{what}: channel{'s' if len(missing) != 1 else ''} {', '.join(missing)} left out: "
+            f"no channel of that name in project {run.project.code} or global (backups "
+            "carry no channels)"
         )
-        for rule in rules.iterator(chunk_size=CHUNK_SIZE):
-            scope = dict(rule.scope or {})
-            if isinstance(scope.get("nodes"), list):  # ids mean nothing in another database
-                names = _names(Node, scope["nodes"])
-                scope["node_names"] = [names.get(i) for i in scope["nodes"]]
-            yield {
-                "name": rule.name,
-                "scope": scope,
-                "triggers": rule.triggers,
-                "severity": rule.severity,
-                "recipients": rule.recipients,
-                "channels": sorted(c.name for c in rule.channels.all()),
-                "dedup_minutes": rule.dedup_minutes,
-                "mute_windows": rule.mute_windows,
-                "escalate_after_minutes": rule.escalate_after_minutes,
-                "escalate_to": rule.escalate_to,
-                "enabled": rule.enabled,
-            }
+    return [found[name] for name in names if name in found]
 
 
-class Baselines(Kind):
+def _unresolved(run, prefix: str, problems: list[tuple[str, str]]) -> bool:
+    run.errors.extend({"field": f"{prefix}.{field}", "message": m} for field, m in problems)
+    return bool(problems)
+
+
+def _nodes_named(project, names, nodes: dict[str, int], field: str):
+    """The ids of the nodes `names` (node keys) says, and a problem for each it lacks."""
+    ids, problems = [], []
+    if not isinstance(names, list):
+        return ids, [(field, "the backup names no nodes")]
+    for name in names:
+        if name in nodes:
+            ids.append(nodes[name])
+        else:
+            problems.append((field, f"no node {name!r} in project {project.code}"))
+    return ids, problems
+
+
+def _recipients(value) -> dict:
+    """Recipients as the services store them (rows written another way may leave keys
+    out), so the same recipients compare the same."""
+    if not isinstance(value, dict) or not value:
+        return {}
+    return {
+        "owner": bool(value.get("owner", False)),
+        "users": list(value.get("users") or []),
+        "groups": list(value.get("groups") or []),
+        "on_call": value.get("on_call"),
+    }
+
+
+class _Configuration(Kind):
+    """A restorable kind whose records compare as exported, but for `not_compared`."""
+
+    restorable = True
+    not_compared: tuple[str, ...] = ()
+
+    def fingerprint(self, record, archived=None):
+        return _digest({k: v for k, v in record.items() if k not in self.not_compared})
+
+    def current(self, project):
+        for record in self.export(project):
+            yield self.key(record), self.fingerprint(record)
+
+    def _save(self, run, prefix: str, current, data: dict, *, create, update) -> None:
+        """Update `current` (the target's object of the record's key) or, when None,
+        create one, through the app's services; a refusal goes to run.errors."""
+        from apps.core.errors import ValidationFailed
+
+        try:
+            if current is not None:
+                update(current, data=data, by=run.user, source=run.source)
+            else:
+                create(project=run.project, data=data, by=run.user, source=run.source)
+        except ValidationFailed as exc:
+            run.refused(exc, prefix=prefix)
+
+
+class Baselines(_Configuration):
+    """Key nodes by name; restored before the monitoring rules that watch a baseline."""
+
     name = "baselines"
     label = "Baselines"
+
+    def fingerprint(self, record, archived=None):
+        return _digest({**record, "recipients": _recipients(record.get("recipients"))})
 
     def export(self, project):
         from apps.baselines.models import Baseline
@@ -591,12 +646,174 @@ class Baselines(Kind):
                 "enabled": baseline.enabled,
             }
 
+    def apply(self, run):
+        from apps.baselines import services
+        from apps.baselines.models import Baseline
 
-class FieldRules(Kind):
-    name = "field_rules"
-    label = "Field rules"
+        diff = run.diffs[self.name]
+        nodes = _online_nodes(run.project)
+        existing = {
+            baseline.name: baseline
+            for baseline in Baseline.objects.filter(project=run.project, name__in=diff.to_write)
+        }
+        for name in diff.to_write:
+            record, prefix = run.records[self.name][name], f"{self.name}.{name}"
+            key_nodes, problems = _nodes_named(
+                run.project, record.get("key_nodes"), nodes, "key_nodes"
+            )
+            if _unresolved(run, prefix, problems):
+                continue
+            data = {field: record[field] for field in services.FIELDS if field in record}
+            data.update(
+                name=name,
+                key_nodes=key_nodes,
+                channels=_channel_ids(run, f"baseline {name!r}", record.get("channels")),
+            )
+            self._save(
+                run,
+                prefix,
+                existing.get(name),
+                data,
+                create=services.baseline_create,
+                update=lambda baseline, **kw: services.baseline_update(baseline=baseline, **kw),
+            )
+        if run.remove_missing:
+            for baseline in Baseline.objects.filter(project=run.project, name__in=diff.removed):
+                services.baseline_delete(baseline=baseline, by=run.user, source=run.source)
+
+
+class MonitorRules(_Configuration):
+    """A scope's nodes as `node_names` (node keys) and its baseline as `baseline_name`
+    beside the ids, which are kept for the record and not compared."""
+
+    name = "monitor_rules"
+    label = "Monitoring rules"
+
+    def fingerprint(self, record, archived=None):
+        scope = record.get("scope") if isinstance(record.get("scope"), dict) else {}
+        named = {k: v for k, v in scope.items() if k not in ("nodes", "baseline")}
+        return _digest(
+            {
+                **record,
+                "scope": named,
+                "recipients": _recipients(record.get("recipients")),
+                "escalate_to": _recipients(record.get("escalate_to")) or {},
+            }
+        )
 
     def export(self, project):
+        from apps.baselines.models import Baseline
+        from apps.monitoring.models import MonitorRule
+
+        nodes = _node_keys(project)
+        baselines = dict(Baseline.objects.filter(project=project).values_list("pk", "name"))
+        rules = (
+            MonitorRule.objects.filter(project=project)
+            .order_by("name")
+            .prefetch_related("channels")
+        )
+        for rule in rules.iterator(chunk_size=CHUNK_SIZE):
+            scope = dict(rule.scope or {})
+            if isinstance(scope.get("nodes"), list):  # ids mean nothing in another database
+                scope["node_names"] = [nodes.get(i) for i in scope["nodes"]]
+            if "baseline" in scope:
+                scope["baseline_name"] = baselines.get(scope["baseline"])
+            yield {
+                "name": rule.name,
+                "scope": scope,
+                "triggers": rule.triggers,
+                "severity": rule.severity,
+                "recipients": rule.recipients,
+                "channels": sorted(c.name for c in rule.channels.all()),
+                "dedup_minutes": rule.dedup_minutes,
+                "mute_windows": rule.mute_windows,
+                "escalate_after_minutes": rule.escalate_after_minutes,
+                "escalate_to": rule.escalate_to,
+                "enabled": rule.enabled,
+            }
+
+    def _scope(self, project, scope, nodes, baselines):
+        """The archived scope with the target's ids, and what does not resolve."""
+        scope = dict(scope) if isinstance(scope, dict) else {}
+        names = scope.pop("node_names", None)
+        baseline = scope.pop("baseline_name", None)
+        problems: list[tuple[str, str]] = []
+        if scope.get("kind") == "nodes":
+            scope["nodes"], problems = _nodes_named(project, names, nodes, "scope.nodes")
+        elif scope.get("kind") == "baseline":
+            if baseline in baselines:
+                scope["baseline"] = baselines[baseline]
+            else:
+                problems.append(
+                    ("scope.baseline", f"no baseline {baseline!r} in project {project.code}")
+                )
+        return scope, problems
+
+    def apply(self, run):
+        from apps.baselines.models import Baseline
+        from apps.monitoring import services
+        from apps.monitoring.models import MonitorRule
+
+        diff = run.diffs[self.name]
+        nodes = _online_nodes(run.project)
+        baselines = dict(Baseline.objects.filter(project=run.project).values_list("name", "pk"))
+        existing = {
+            rule.name: rule
+            for rule in MonitorRule.objects.filter(project=run.project, name__in=diff.to_write)
+        }
+        for name in diff.to_write:
+            record, prefix = run.records[self.name][name], f"{self.name}.{name}"
+            scope, problems = self._scope(run.project, record.get("scope"), nodes, baselines)
+            if _unresolved(run, prefix, problems):
+                continue
+            data = {field: record[field] for field in services.RULE_FIELDS if field in record}
+            data.update(
+                name=name,
+                scope=scope,
+                channels=_channel_ids(run, f"monitoring rule {name!r}", record.get("channels")),
+            )
+            self._save(
+                run,
+                prefix,
+                existing.get(name),
+                data,
+                create=services.monitor_rule_create,
+                update=lambda rule, **kw: services.monitor_rule_update(rule=rule, **kw),
+            )
+        if run.remove_missing:
+            for rule in MonitorRule.objects.filter(project=run.project, name__in=diff.removed):
+                services.monitor_rule_delete(rule=rule, by=run.user, source=run.source)
+
+
+def field_rule_key(record: dict) -> str:
+    """A field rule has no name: its node and what it checks name it, e.g.
+    `load_orders: null_count(email) of public.orders where ds = '${bizdate}'`."""
+    node = node_key(record.get("node_env") or Env.PROD, str(record["node"]))
+    metric = str(record.get("metric") or "")
+    text = f"{node}: {metric}({record['field']})" if record.get("field") else f"{node}: {metric}"
+    if record.get("table"):
+        text += f" of {record['table']}"
+    if record.get("where"):
+        text += f" where {' '.join(str(record['where']).split())}"
+    if record.get("sql"):
+        text += f" sql {hashlib.sha256(str(record['sql']).encode()).hexdigest()[:8]}"
+    if record.get("compare") not in (None, "", "value"):
+        text += f" ({record['compare']})"
+    return text
+
+
+class FieldRules(_Configuration):
+    """Keyed by field_rule_key; rules alike in all of it are told apart by `#2`, `#3`
+    in the order they were made (the record's `key`)."""
+
+    name = "field_rules"
+    label = "Field rules"
+    not_compared = ("key",)
+
+    def key(self, record):
+        return str(record.get("key") or field_rule_key(record))
+
+    def _rows(self, project) -> Iterator[tuple[int, dict]]:
         from apps.quality.models import FieldRule
 
         rules = (
@@ -605,9 +822,11 @@ class FieldRules(Kind):
             .select_related("node", "datasource")
             .prefetch_related("channels")
         )
+        seen: dict[str, int] = {}
         for rule in rules.iterator(chunk_size=CHUNK_SIZE):
-            yield {
+            record = {
                 "node": rule.node.name,
+                "node_env": rule.node.env,
                 "datasource": rule.datasource.name if rule.datasource_id else None,
                 "table": rule.table,
                 "field": rule.field,
@@ -622,6 +841,108 @@ class FieldRules(Kind):
                 "channels": sorted(c.name for c in rule.channels.all()),
                 "enabled": rule.enabled,
             }
+            key = field_rule_key(record)
+            seen[key] = seen.get(key, 0) + 1
+            record["key"] = key if seen[key] == 1 else f"{key} #{seen[key]}"
+            yield rule.pk, record
+
+    def export(self, project):
+        for _, record in self._rows(project):
+            yield record
+
+    def apply(self, run):
+        from apps.quality import services
+        from apps.quality.models import FieldRule
+
+        diff = run.diffs[self.name]
+        nodes = _online_nodes(run.project)
+        wanted = set(diff.to_write) | (set(diff.removed) if run.remove_missing else set())
+        ids = {
+            record["key"]: pk for pk, record in self._rows(run.project) if record["key"] in wanted
+        }
+        existing = FieldRule.objects.in_bulk([ids[k] for k in diff.to_write if k in ids])
+        for key in diff.to_write:
+            record, prefix = run.records[self.name][key], f"{self.name}.{key}"
+            node = node_key(record.get("node_env") or Env.PROD, str(record.get("node")))
+            if node not in nodes:
+                run.errors.append(
+                    {
+                        "field": f"{prefix}.node",
+                        "message": f"no node {node!r} in project {run.project.code}",
+                    }
+                )
+                continue
+            data = {field: record[field] for field in services.RULE_FIELDS if field in record}
+            data.update(
+                node=nodes[node],
+                channels=_channel_ids(run, f"field rule {key!r}", record.get("channels")),
+            )
+            self._save(
+                run,
+                prefix,
+                existing.get(ids.get(key)),
+                data,
+                create=services.field_rule_create,
+                update=lambda rule, **kw: services.field_rule_update(rule=rule, **kw),
+            )
+        if run.remove_missing:
+            removed = [ids[key] for key in diff.removed if key in ids]
+            for rule in FieldRule.objects.filter(pk__in=removed).select_related("node"):
+                services.field_rule_delete(rule=rule, by=run.user, source=run.source)
+
+
+class RuntimeConfiguration(Kind):
+    """The runtime settings of one level: the project's (per project, restored: one
+    record, key `project`, setting the project's overrides) or the global row."""
+
+    name = "runtime_config"
+    label = "Runtime configuration"
+
+    def __init__(self, scope: str):
+        self.scope = scope
+        self.restorable = scope == PROJECT
+
+    def export(self, project):
+        from apps.configuration.models import RuntimeConfig
+        from apps.configuration.runtime import level_values
+
+        row = RuntimeConfig.objects.filter(project=project).first()
+        if row is not None:
+            yield {"level": "project" if project else "global", "values": level_values(row)}
+
+    def key(self, record):
+        return str(record["level"])
+
+    def fingerprint(self, record, archived=None):
+        return _digest(record.get("values"))
+
+    def current(self, project):
+        for record in self.export(project):
+            yield self.key(record), self.fingerprint(record)
+
+    def apply(self, run):
+        from apps.configuration.runtime_services import runtime_config_update
+        from apps.core.errors import ValidationFailed
+
+        diff = run.diffs[self.name]
+        writes = [(run.records[self.name][key].get("values"), key) for key in diff.to_write]
+        if run.remove_missing:
+            writes += [({}, key) for key in diff.removed]
+        for values, key in writes:
+            try:
+                runtime_config_update(
+                    project=run.project,
+                    values=values,
+                    by=run.user,
+                    source=run.source,
+                    replace=True,
+                    prefix=f"{self.name}.{key}.values.",
+                )
+            except ValidationFailed as exc:
+                run.refused(exc, prefix="")
+
+
+# --- archived for the record ------------------------------------------------------------
 
 
 class ResourceGroups(Kind):
@@ -662,8 +983,8 @@ register(Datasources())
 register(Variables())
 register(Resources())
 register(Nodes())
-register(MonitorRules())
 register(Baselines())
+register(MonitorRules())
 register(FieldRules())
 register(RuntimeConfiguration(PROJECT))
 register(ResourceGroups())

@@ -9,9 +9,11 @@ kept, so a restore that changes little holds little. Then:
 - a real restore applies it in one transaction, kind by kind in registry order, through
   the normal services: datasources and variables (apps.projects.services), resources
   (apps.resources.services.resource_upload: a new version), nodes (nodes_publish: new
-  versions, validated as any publish, history untouched) and, only with
-  `remove_missing`, the nodes the archive lacks go offline (node_offline) and the
-  variables it lacks are deleted. Any error rolls everything back (files stored on the
+  versions, validated as any publish, history untouched), then baselines, monitoring
+  rules, field rules and the project's runtime configuration (their apps' services,
+  naming nodes, baselines and channels by name) and, only with `remove_missing`, the
+  nodes the archive lacks go offline (node_offline) and the variables, baselines and
+  rules it lacks are deleted. Any error rolls everything back (files stored on the
   way are removed) and the answer names every error;
 - a dry run applies the same inside a transaction that is always rolled back, without
   storing a file, so its `errors` are exactly what the real restore would refuse.
@@ -100,6 +102,7 @@ class RestoreRun:
     published: dict[str, list[str]] = field(default_factory=dict)
     offline: list[str] = field(default_factory=list)
     restored_without_secret: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # e.g. a channel left out
 
     def refused(self, exc: OpscenterError, *, prefix: str) -> None:
         for error in exc.errors or [{"field": "", "message": exc.detail}]:
@@ -449,6 +452,7 @@ def _restore(
     result.published = run.published
     result.offline = run.offline
     result.restored_without_secret = run.restored_without_secret
+    result.warnings.extend(run.warnings)
     if run.errors and not dry_run:
         count = len(run.errors)
         raise ValidationFailed(

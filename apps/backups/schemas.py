@@ -58,7 +58,10 @@ class RestoreIn(InputSchema):
     )
     dry_run: bool = Field(True, description="answer the diff and change nothing")
     remove_missing: bool = Field(
-        False, description="take the nodes the backup lacks offline, delete its missing variables"
+        False,
+        description="take the nodes the backup lacks offline, delete the variables, "
+        "baselines, monitoring and field rules it lacks and the project's runtime settings "
+        "when it has none",
     )
 
 
@@ -89,6 +92,10 @@ class RestoreOut(Schema):
     variables: KindDiffOut
     datasources: KindDiffOut
     resources: KindDiffOut
+    monitor_rules: KindDiffOut
+    baselines: KindDiffOut
+    field_rules: KindDiffOut
+    runtime_config: KindDiffOut = Field(description="the project's runtime settings: key project")
     dry_run: bool
     project: str
     source_project: str

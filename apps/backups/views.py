@@ -21,9 +21,17 @@ from apps.projects.selectors import project_get
 from . import restore, selectors, services
 from .diff import DIFF_KINDS, classify_diff_lines
 from .http import backup_download, upload_guard, uploaded_archive
+from .kinds import restorable_kinds
 from .models import BackupSettings
 
 SOURCE = "ui"
+# The diff's rows on the restore page, each with its kind's label.
+DIFF_LABELS = [
+    (kind.name, kind.label)
+    for name in DIFF_KINDS
+    for kind in restorable_kinds()
+    if kind.name == name
+]
 
 
 def _errors(exc: OpscenterError) -> list[dict]:
@@ -214,7 +222,6 @@ def backup_restore(request, backup_id: int):
         "chosen": chosen,
         "result": None,
         "errors": [],
-        "kinds": DIFF_KINDS,
     }
     if not chosen["project"]:
         return render(request, "backups/restore.html", context)
@@ -240,4 +247,5 @@ def backup_restore(request, backup_id: int):
         for change in answer["node_changes"]:
             change["lines"] = classify_diff_lines(change["script_diff"])
         context["result"] = answer
+        context["diff_rows"] = [(name, label, answer[name]) for name, label in DIFF_LABELS]
     return render(request, "backups/restore.html", context, status=status)

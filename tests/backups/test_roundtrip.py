@@ -1,5 +1,5 @@
-"""A backup of the demo project restored into an empty project generates and runs the
-same instances as the original."""
+"""A backup of the demo project restored into an empty project has the same monitoring
+and generates and runs the same instances as the original."""
 
 import datetime
 import shutil
@@ -8,15 +8,19 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.db.models import Count
 
+from apps.backups import kinds
 from apps.backups.restore import restore_backup
 from apps.backups.services import backup_create
+from apps.baselines.models import Baseline
 from apps.core import clock
 from apps.demo import services as demo
 from apps.instances.generation import generate
 from apps.instances.models import Attempt, Instance
 from apps.instances.worker import drain
+from apps.monitoring.models import MonitorRule, OnCallSchedule
 from apps.nodes.models import Node
 from apps.nodes.services import nodes_publish
+from apps.notifications.models import Channel
 from apps.projects.models import Membership, Project, Variable
 
 ONE_DAY = datetime.timedelta(days=1)
@@ -49,11 +53,16 @@ def test_the_demo_restored_into_an_empty_project_runs_the_same_instances(setting
     dana = get_user_model().objects.get(username="dana")
     nodes_publish(project=original, env="prod", specs=demo.pipeline_specs(), user=dana)
     demo.demo_monitoring_setup(original)
+    # A rule may name a global on-call schedule or its own project's: the demo's rotation
+    # is shared by both projects. Channels are not in backups (they hold secrets): the
+    # copy has its own of the same name.
+    OnCallSchedule.objects.filter(name="demo-ops").update(project=None)
 
     backup = backup_create(user=users["root"])
     copy = Project.objects.create(code="demo_copy", name="Demo copy", timezone=original.timezone)
     for membership in Membership.objects.filter(project=original):
         Membership.objects.create(project=copy, user=membership.user, role=membership.role)
+    Channel.objects.create(project=copy, name="ops-email", kind="email", config={"to": ["x@y.z"]})
 
     result = restore_backup(
         backup=backup, project=copy, user=users["root"], source_project="demo", dry_run=False
@@ -64,6 +73,14 @@ def test_the_demo_restored_into_an_empty_project_runs_the_same_instances(setting
     assert dict(Variable.objects.filter(project=copy).values_list("name", "value")) == dict(
         Variable.objects.filter(project=original).values_list("name", "value")
     )
+    # The same monitoring, by names: rules, baselines (their key nodes), field rules.
+    assert not result.warnings
+    for kind in kinds.restorable_kinds():
+        if kind.name in ("monitor_rules", "baselines", "field_rules", "runtime_config"):
+            assert dict(kind.current(copy)) == dict(kind.current(original)), kind.name
+    assert MonitorRule.objects.filter(project=copy).count() == 2
+    (baseline,) = Baseline.objects.filter(project=copy)
+    assert list(baseline.key_nodes.values_list("name", "project")) == [("rpt_daily_sales", copy.pk)]
 
     run_date = clock.now().astimezone(original.tz).date() - ONE_DAY
     biz_date = run_date - ONE_DAY
