@@ -222,3 +222,22 @@ def test_a_rule_naming_an_unknown_user_is_refused_changing_nothing(acme, users, 
     assert not Baseline.objects.filter(project=empty).exists()
     assert not FieldRule.objects.filter(project=empty).exists()
     assert not RuntimeConfig.objects.filter(project=empty).exists()
+
+
+def test_the_restore_page_shows_the_monitoring_rows(acme, users, client):
+    client.force_login(users["alice"])
+    backup = backup_now(users["root"])
+    MonitorRule.objects.filter(project=acme, name="Report late").delete()
+    html = client.get(
+        f"/backups/{backup.pk}/restore/?project=acme&source_project=acme"
+    ).content.decode()
+    for kind, label in [
+        ("monitor_rules", "Monitoring rules"),
+        ("baselines", "Baselines"),
+        ("field_rules", "Field rules"),
+        ("runtime_config", "Runtime configuration"),
+        ("nodes", "Nodes"),
+    ]:
+        assert f'<tr data-kind="{kind}">' in html and f"<th>{label}</th>" in html
+    row = html.split('<tr data-kind="monitor_rules">')[1].split("</tr>")[0]
+    assert "Report late" in row.split('data-part="added"')[1].split("</td>")[0]
