@@ -558,6 +558,29 @@ def _channel_ids(run, what: str, names) -> list[int]:
     return [found[name] for name in names if name in found]
 
 
+def _usable_recipients(run, what: str, recipients):
+    """Recipients as archived, but an on-call schedule the target may not name (another
+    project's, or none of that name) left out with a warning: backups carry no on-call
+    schedules, and a rule may name only a global one or its own project's."""
+    from django.db.models import Q
+
+    from apps.monitoring.models import OnCallSchedule
+
+    if not isinstance(recipients, dict) or not isinstance(recipients.get("on_call"), str):
+        return recipients
+    name = recipients["on_call"]
+    usable = OnCallSchedule.objects.filter(
+        Q(project=run.project) | Q(project__isnull=True), name=name
+    ).exists()
+    if usable:
+        return recipients
+    run.warnings.append(
+        f"{what}: on-call schedule {name} left out: no schedule of that name in project "
+        f"{run.project.code} or global (backups carry no on-call schedules)"
+    )
+    return {**recipients, "on_call": None}
+
+
 def _unresolved(run, prefix: str, problems: list[tuple[str, str]]) -> bool:
     run.errors.extend({"field": f"{prefix}.{field}", "message": m} for field, m in problems)
     return bool(problems)
@@ -669,6 +692,10 @@ class Baselines(_Configuration):
                 key_nodes=key_nodes,
                 channels=_channel_ids(run, f"baseline {name!r}", record.get("channels")),
             )
+            if "recipients" in data:
+                data["recipients"] = _usable_recipients(
+                    run, f"baseline {name!r}", data["recipients"]
+                )
             self._save(
                 run,
                 prefix,
@@ -772,6 +799,9 @@ class MonitorRules(_Configuration):
                 scope=scope,
                 channels=_channel_ids(run, f"monitoring rule {name!r}", record.get("channels")),
             )
+            for field in ("recipients", "escalate_to"):
+                if field in data:
+                    data[field] = _usable_recipients(run, f"monitoring rule {name!r}", data[field])
             self._save(
                 run,
                 prefix,

@@ -1,6 +1,8 @@
 """Restoring a project's monitoring: baselines, monitoring rules, field rules and its
 runtime configuration, by node, baseline and channel names, through their services."""
 
+import datetime
+
 import pytest
 from django.contrib.auth import get_user_model
 
@@ -12,7 +14,7 @@ from apps.configuration.models import RuntimeConfig
 from apps.configuration.runtime import level_values
 from apps.configuration.runtime_services import runtime_config_update
 from apps.core.errors import ValidationFailed
-from apps.monitoring.models import MonitorRule
+from apps.monitoring.models import MonitorRule, OnCallSchedule
 from apps.monitoring.services import monitor_rule_create, monitor_rule_delete, monitor_rule_update
 from apps.nodes.models import Node
 from apps.notifications.models import Channel
@@ -153,6 +155,38 @@ def test_a_channel_the_target_lacks_is_left_out_with_a_warning(acme, users, empt
     assert any("'Report by nine'" in w and "ops-mail" in w for w in result.warnings)
     assert not MonitorRule.objects.get(project=empty, name="Failures").channels.exists()
     assert MonitorRule.objects.filter(project=empty).count() == 3
+
+
+def test_another_projects_on_call_schedule_is_left_out_with_a_warning(acme, users, empty):
+    """On-call schedules are not in backups: a rule naming the source project's rotation
+    is restored without it (a global one or the target's own of that name is kept)."""
+    rotation = OnCallSchedule.objects.create(
+        project=acme,
+        name="acme-ops",
+        users=["alice", "olga"],
+        period="daily",
+        start_date=datetime.date(2026, 11, 1),
+    )
+    rule = MonitorRule.objects.get(project=acme, name="Report late")
+    rule.recipients = {**rule.recipients, "on_call": rotation.name}
+    rule.escalate_to = {"on_call": rotation.name}
+    rule.save()
+    backup = backup_now(users["root"])
+
+    result = restore(backup, empty, users["alice"], dry_run=False)
+    assert not result.errors
+    assert any("'Report late'" in w and "acme-ops" in w for w in result.warnings)
+    copied = MonitorRule.objects.get(project=empty, name="Report late")
+    assert copied.recipients["on_call"] is None and copied.recipients["owner"] is True
+    assert copied.escalate_to.get("on_call") is None
+
+    # Made global, the same schedule is named by the copy as well.
+    OnCallSchedule.objects.filter(pk=rotation.pk).update(project=None)
+    MonitorRule.objects.filter(pk=copied.pk).delete()
+    result = restore(backup, empty, users["alice"], dry_run=False)
+    assert not any("acme-ops" in w for w in result.warnings)
+    copied = MonitorRule.objects.get(project=empty, name="Report late")
+    assert copied.recipients["on_call"] == "acme-ops"
 
 
 def test_the_diff_after_changing_adding_and_removing_rules(acme, users):

@@ -17,7 +17,7 @@ from apps.demo import services as demo
 from apps.instances.generation import generate
 from apps.instances.models import Attempt, Instance
 from apps.instances.worker import drain
-from apps.monitoring.models import MonitorRule, OnCallSchedule
+from apps.monitoring.models import MonitorRule
 from apps.nodes.models import Node
 from apps.nodes.services import nodes_publish
 from apps.notifications.models import Channel
@@ -53,10 +53,9 @@ def test_the_demo_restored_into_an_empty_project_runs_the_same_instances(setting
     dana = get_user_model().objects.get(username="dana")
     nodes_publish(project=original, env="prod", specs=demo.pipeline_specs(), user=dana)
     demo.demo_monitoring_setup(original)
-    # A rule may name a global on-call schedule or its own project's: the demo's rotation
-    # is shared by both projects. Channels are not in backups (they hold secrets): the
-    # copy has its own of the same name.
-    OnCallSchedule.objects.filter(name="demo-ops").update(project=None)
+    # On-call schedules and channels are not in backups (channels hold secrets): the
+    # copy has its own channel of the same name, and the demo's rotation is left out of
+    # the copied rules with a warning (test_restore_monitoring shows a global one kept).
 
     backup = backup_create(user=users["root"])
     copy = Project.objects.create(code="demo_copy", name="Demo copy", timezone=original.timezone)
@@ -74,10 +73,18 @@ def test_the_demo_restored_into_an_empty_project_runs_the_same_instances(setting
         Variable.objects.filter(project=original).values_list("name", "value")
     )
     # The same monitoring, by names: rules, baselines (their key nodes), field rules.
-    assert not result.warnings
+    # Only the source project's on-call rotation is left out, with a warning per rule.
+    assert result.warnings and all("on-call schedule demo-ops" in w for w in result.warnings)
     for kind in kinds.restorable_kinds():
-        if kind.name in ("monitor_rules", "baselines", "field_rules", "runtime_config"):
+        if kind.name in ("field_rules", "runtime_config"):
             assert dict(kind.current(copy)) == dict(kind.current(original)), kind.name
+        elif kind.name in ("monitor_rules", "baselines"):  # the same, without the rotation
+            assert dict(kind.current(copy)).keys() == dict(kind.current(original)).keys()
+    for watcher in [
+        *MonitorRule.objects.filter(project=copy),
+        *Baseline.objects.filter(project=copy),
+    ]:
+        assert watcher.recipients.get("on_call") is None
     assert MonitorRule.objects.filter(project=copy).count() == 2
     (baseline,) = Baseline.objects.filter(project=copy)
     assert list(baseline.key_nodes.values_list("name", "project")) == [("rpt_daily_sales", copy.pk)]
