@@ -24,6 +24,7 @@ from apps.projects.models import Datasource, Membership, Project, Variable
 PROJECT_CODE = "demo"
 DATASOURCE_NAME = "warehouse"
 PIPELINES_DIR = Path(__file__).resolve().parent / "pipelines"
+RESOURCES_DIR = Path(__file__).resolve().parent / "resources"
 # How long drain may wait for work that becomes ready later, such as the flaky node's
 # retry 5 s after its failure. Past days get enough for their retries; today gets only a
 # moment, so the demo does not sit waiting for the next hour's ingestion.
@@ -177,7 +178,23 @@ def demo_project_setup() -> Project:
     )
     for name, value in [("warehouse_path", str(path)), ("scratch_dir", str(scratch_dir()))]:
         Variable.objects.update_or_create(project=project, name=name, defaults={"value": value})
+    demo_resources_upload(project)
     return project
+
+
+def demo_resources_upload(project: Project) -> None:
+    """The project files the pipelines name (`resources:`): uploaded again, the same
+    content makes no new version."""
+    from django.core.files import File
+
+    from apps.resources.services import resource_upload
+
+    owner = get_user_model().objects.get(username=DEMO_USERS[0][0])
+    for path in sorted(RESOURCES_DIR.iterdir()):
+        with path.open("rb") as data:
+            resource_upload(
+                project=project, name=path.name, fileobj=File(data), user=owner, source="cli"
+            )
 
 
 def demo_monitoring_setup(project: Project) -> None:

@@ -5,6 +5,7 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 
+from apps.demo.services import RESOURCES_DIR
 from apps.instances.diagnosis import diagnose
 from apps.instances.models import Attempt, GenerationRun, Instance, InstanceDependency
 from apps.instances.operations import instance_rerun
@@ -14,6 +15,7 @@ from apps.monitoring.models import Alert
 from apps.monitoring.selectors import overview_get
 from apps.nodes.models import Node, NodeVersion
 from apps.projects.models import Membership, Project
+from apps.resources.models import ResourceVersion
 
 ONE_DAY = datetime.timedelta(days=1)
 
@@ -107,9 +109,11 @@ def test_demo_runs_real_pipelines_and_is_idempotent(var_dir):
     assert raw[0] == 24 * 5
     assert 0 < facts <= raw[0]
     assert report == (facts, round(revenue, 2))
-    assert (
-        var_dir / "demo_scratch" / "exports" / history_date.strftime("%Y/%m/%d") / "MANIFEST"
-    ).exists()
+    bundle = var_dir / "demo_scratch" / "exports" / history_date.strftime("%Y/%m/%d")
+    assert (bundle / "MANIFEST").exists()
+    # export_report names a project file (resources:), found in its work directory.
+    readme = (RESOURCES_DIR / "export_readme.txt").read_text()
+    assert (bundle / "README.txt").read_text() == readme
 
     # Tomorrow's instances are generated and wait for their time.
     tomorrow = Instance.objects.filter(project=project, biz_date=today)
@@ -121,6 +125,12 @@ def test_demo_runs_real_pipelines_and_is_idempotent(var_dir):
     assert "0 created, 0 updated" in second
     assert counts() == before
     assert Attempt.objects.filter(instance=flaky).count() == 2
+    # The same file uploaded again is no new version, so nothing was republished.
+    assert list(
+        ResourceVersion.objects.filter(resource__project=project).values_list(
+            "resource__name", "number"
+        )
+    ) == [("export_readme.txt", 1)]
 
 
 @pytest.mark.django_db(transaction=True)
