@@ -17,10 +17,10 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
 from apps.accounts.timezones import project_page, timezone_names
-from apps.core.errors import NotFound, OpscenterError, ValidationFailed
-from apps.core.forms import field_errors
+from apps.core.errors import NotFound, OpscenterError
+from apps.core.forms import field_errors, refusal_errors
 from apps.core.htmx import render_page_or_partial, wants_partial
-from apps.core.pagination import Page, keyset_page
+from apps.core.pagination import Page, keyset_page, view_page
 from apps.instances.models import Instance
 
 from . import services
@@ -53,28 +53,14 @@ SOURCE = "ui"
 MAX_USER_CHOICES = 500
 
 
-def _errors(exc: OpscenterError) -> list[dict]:
-    return exc.errors or [{"field": "", "message": exc.detail}]
-
-
-def _form(errors: list[dict], fields: tuple[str, ...]) -> dict:
+def refused_form(errors: list[dict], fields: tuple[str, ...]) -> dict:
     """The template's view of a refused form: errors per input, and the others on top."""
     return {"field_errors": field_errors(errors), "errors": unplaced_errors(errors, fields)}
 
 
 def _page(request, queryset, *, order_field: str) -> tuple[Page, list[dict]]:
     """One keyset page of a list (a bad cursor or limit shows as an error, not a 500)."""
-    try:
-        page = keyset_page(
-            queryset,
-            cursor=request.GET.get("cursor") or None,
-            limit=request.GET.get("limit"),
-            order_field=order_field,
-            descending=False,
-        )
-    except ValidationFailed as exc:
-        return Page(items=[], next_cursor=None), _errors(exc)
-    return page, []
+    return view_page(keyset_page, queryset, request.GET, order_field=order_field, descending=False)
 
 
 def _paged(request, queryset, *, order_field: str) -> dict:
@@ -93,7 +79,7 @@ def _render_list(request, context: dict, *, page: str, partial: str, status: int
     )
 
 
-def _project(request, code: str) -> dict:
+def project_context(request, code: str) -> dict:
     """The page context of a project the user may see (else 404) with their role."""
     try:
         project = project_get(user=request.user, code=code)
@@ -111,7 +97,7 @@ def _project(request, code: str) -> dict:
     }
 
 
-def _require(context: dict, role: str) -> None:
+def require_role(context: dict, role: str) -> None:
     if ROLE_RANK[context["role"]] < ROLE_RANK[role]:
         project = context["project"]
         raise DjangoPermissionDenied(
@@ -148,7 +134,7 @@ def project_list(request):
         try:
             project = services.project_create(user=request.user, source=SOURCE, **data)
         except OpscenterError as exc:
-            values, errors, status = data, _errors(exc), 422
+            values, errors, status = data, refusal_errors(exc), 422
         else:
             messages.success(request, f"Project {project.code} created: you are its admin.")
             return redirect("projects:detail", project.code)
@@ -160,7 +146,7 @@ def project_list(request):
         "may_create": _may_create_projects(request.user),
         "values": values,
         "creating": True,
-        **_form(errors, PROJECT_FIELDS),
+        **refused_form(errors, PROJECT_FIELDS),
         **_project_choices(),
     }
     return _render_list(
@@ -176,17 +162,17 @@ def project_list(request):
 @require_http_methods(["GET", "POST"])
 def project_detail(request, code: str):
     """A project's settings; admins change them here."""
-    context = _project(request, code)
+    context = project_context(request, code)
     project = context["project"]
     values, errors, status = project_values(project), [], 200
     if request.method == "POST":
-        _require(context, Role.ADMIN)
+        require_role(context, Role.ADMIN)
         data = project_data(request.POST, creating=False)
         try:
             services.project_update(project=project, user=request.user, fields=data, source=SOURCE)
         except OpscenterError as exc:
             values = {**data, "code": project.code}
-            errors, status = _errors(exc), 422
+            errors, status = refusal_errors(exc), 422
         else:
             messages.success(request, f"Project {project.code} saved.")
             return redirect("projects:detail", project.code)
@@ -197,7 +183,7 @@ def project_detail(request, code: str):
             "counts": counts,
             "values": values,
             "creating": False,
-            **_form(errors, PROJECT_FIELDS),
+            **refused_form(errors, PROJECT_FIELDS),
             **_project_choices(),
         }
     )
@@ -209,8 +195,8 @@ def project_detail(request, code: str):
 def project_delete(request, code: str):
     """A confirmation page (type the code), then the delete. The service refuses while
     the project's instances run or other projects' nodes depend on it."""
-    context = _project(request, code)
-    _require(context, Role.ADMIN)
+    context = project_context(request, code)
+    require_role(context, Role.ADMIN)
     project = context["project"]
     errors, status = [], 200
     if request.method == "POST":
@@ -221,7 +207,7 @@ def project_delete(request, code: str):
             try:
                 services.project_delete(project=project, user=request.user, source=SOURCE)
             except OpscenterError as exc:
-                errors, status = _errors(exc), exc.status_code
+                errors, status = refusal_errors(exc), exc.status_code
             else:
                 messages.success(request, f"Project {code} and its history deleted.")
                 return redirect("projects:list")
@@ -230,7 +216,7 @@ def project_delete(request, code: str):
             "tab": "settings",
             "counts": projects_with_counts(request.user).filter(pk=project.pk).first(),
             "instance_count": Instance.objects.filter(project=project).count(),
-            **_form(errors, ("confirm",)),
+            **refused_form(errors, ("confirm",)),
         }
     )
     return render(request, "projects/delete.html", context, status=status)
@@ -266,7 +252,7 @@ def _members_page(request, context: dict, *, status=200, add=None, add_errors=()
             "tab": "members",
             "roles": Role.choices,
             "add": add or {"username": "", "role": Role.VIEWER},
-            **_form(list(add_errors), MEMBER_FIELDS),
+            **refused_form(list(add_errors), MEMBER_FIELDS),
         }
     )
     if context["may_admin"]:
@@ -284,15 +270,15 @@ def _members_page(request, context: dict, *, status=200, add=None, add_errors=()
 @require_http_methods(["GET", "POST"])
 def member_list(request, code: str):
     """The members and their roles; POST adds one (admin)."""
-    context = _project(request, code)
+    context = project_context(request, code)
     if request.method != "POST":
         return _members_page(request, context)
-    _require(context, Role.ADMIN)
+    require_role(context, Role.ADMIN)
     data = member_data(request.POST)
     try:
         services.member_add(project=context["project"], user=request.user, source=SOURCE, **data)
     except OpscenterError as exc:
-        return _members_page(request, context, status=422, add=data, add_errors=_errors(exc))
+        return _members_page(request, context, status=422, add=data, add_errors=refusal_errors(exc))
     messages.success(request, f"{data['username']} added as {data['role']}.")
     return redirect("projects:members", code)
 
@@ -309,14 +295,14 @@ def _member_or_404(project: Project, username: str) -> Membership:
 def member_role(request, code: str, username: str):
     """Change a member's role (admin). The last admin cannot be demoted: that comes back
     as an error on the member's row."""
-    context = _project(request, code)
-    _require(context, Role.ADMIN)
+    context = project_context(request, code)
+    require_role(context, Role.ADMIN)
     membership = _member_or_404(context["project"], username)
     role = request.POST.get("role", "")
     try:
         services.member_update(membership=membership, role=role, user=request.user, source=SOURCE)
     except OpscenterError as exc:
-        errors = [e["message"] for e in _errors(exc)]
+        errors = [e["message"] for e in refusal_errors(exc)]
         return _members_page(request, context, status=422, row_errors={username: errors})
     messages.success(request, f"{username} is now {membership.get_role_display().lower()}.")
     return _after_member_change(request, code)
@@ -326,8 +312,8 @@ def member_role(request, code: str, username: str):
 @require_POST
 def member_remove(request, code: str, username: str):
     """Remove a member (admin); refused for the last admin, on the member's row."""
-    context = _project(request, code)
-    _require(context, Role.ADMIN)
+    context = project_context(request, code)
+    require_role(context, Role.ADMIN)
     membership = _member_or_404(context["project"], username)
     try:
         services.member_remove(membership=membership, user=request.user, source=SOURCE)
@@ -361,7 +347,7 @@ def _datasource_form(datasource: Datasource | None, data=None, errors=()) -> dic
     return {
         "values": datasource_values(datasource, data),
         "kinds": DatasourceKind.choices,
-        **_form(list(errors), DATASOURCE_FIELDS),
+        **refused_form(list(errors), DATASOURCE_FIELDS),
     }
 
 
@@ -369,17 +355,17 @@ def _datasource_form(datasource: Datasource | None, data=None, errors=()) -> dic
 @require_http_methods(["GET", "POST"])
 def datasource_list(request, code: str):
     """The project's datasources; POST adds one (admin)."""
-    context = _project(request, code)
+    context = project_context(request, code)
     data, errors, status = None, [], 200
     if request.method == "POST":
-        _require(context, Role.ADMIN)
+        require_role(context, Role.ADMIN)
         data = datasource_data(request.POST, creating=True)
         try:
             datasource = services.datasource_create(
                 project=context["project"], user=request.user, source=SOURCE, **data
             )
         except OpscenterError as exc:
-            errors, status = _errors(exc), 422
+            errors, status = refusal_errors(exc), 422
         else:
             messages.success(request, f"Datasource {datasource.name} added.")
             return redirect("projects:datasource", code, datasource.name)
@@ -406,18 +392,18 @@ def datasource_list(request, code: str):
 def datasource_detail(request, code: str, name: str):
     """A datasource's settings, the nodes that use it and its Test button; admins change
     it here (an empty password keeps the stored one)."""
-    context = _project(request, code)
+    context = project_context(request, code)
     datasource = _datasource_or_404(context["project"], name)
     data, errors, status = None, [], 200
     if request.method == "POST":
-        _require(context, Role.ADMIN)
+        require_role(context, Role.ADMIN)
         data = datasource_data(request.POST, creating=False)
         try:
             services.datasource_update(
                 datasource=datasource, fields=data, user=request.user, source=SOURCE
             )
         except OpscenterError as exc:
-            errors, status = _errors(exc), 422
+            errors, status = refusal_errors(exc), 422
         else:
             messages.success(request, f"Datasource {datasource.name} saved.")
             return redirect("projects:datasource", code, datasource.name)
@@ -436,8 +422,8 @@ def datasource_detail(request, code: str, name: str):
 @require_POST
 def datasource_test(request, code: str, name: str):
     """Test connection (operator): from htmx the result in place, else as a message."""
-    context = _project(request, code)
-    _require(context, Role.OPERATOR)
+    context = project_context(request, code)
+    require_role(context, Role.OPERATOR)
     datasource = _datasource_or_404(context["project"], name)
     result = services.datasource_test(datasource=datasource, user=request.user, source=SOURCE)
     if wants_partial(request):
@@ -456,8 +442,8 @@ def datasource_test(request, code: str, name: str):
 @require_POST
 def datasource_delete(request, code: str, name: str):
     """Delete (admin); refused while nodes use it, with the service's reason."""
-    context = _project(request, code)
-    _require(context, Role.ADMIN)
+    context = project_context(request, code)
+    require_role(context, Role.ADMIN)
     datasource = _datasource_or_404(context["project"], name)
     try:
         services.datasource_delete(datasource=datasource, user=request.user, source=SOURCE)
@@ -475,17 +461,17 @@ def datasource_delete(request, code: str, name: str):
 @require_http_methods(["GET", "POST"])
 def variable_list(request, code: str):
     """The project's variables (${var.NAME} in scripts); POST adds one (admin)."""
-    context = _project(request, code)
+    context = project_context(request, code)
     values, errors, status = {"name": "", "value": ""}, [], 200
     if request.method == "POST":
-        _require(context, Role.ADMIN)
+        require_role(context, Role.ADMIN)
         values = variable_data(request.POST)
         try:
             variable = services.variable_set(
                 project=context["project"], user=request.user, create=True, source=SOURCE, **values
             )
         except OpscenterError as exc:
-            errors, status = _errors(exc), 422
+            errors, status = refusal_errors(exc), 422
         else:
             messages.success(request, f"Variable {variable.name} added.")
             return redirect("projects:variables", code)
@@ -496,7 +482,7 @@ def variable_list(request, code: str):
             "tab": "variables",
             "values": values,
             "form_open": bool(errors),
-            **_form(errors, VARIABLE_FIELDS),
+            **refused_form(errors, VARIABLE_FIELDS),
         }
     )
     return _render_list(
@@ -519,18 +505,18 @@ def _variable_or_404(project: Project, name: str) -> Variable:
 @require_http_methods(["GET", "POST"])
 def variable_detail(request, code: str, name: str):
     """A variable's value; admins change it here."""
-    context = _project(request, code)
+    context = project_context(request, code)
     variable = _variable_or_404(context["project"], name)
     values, errors, status = {"name": variable.name, "value": variable.value}, [], 200
     if request.method == "POST":
-        _require(context, Role.ADMIN)
+        require_role(context, Role.ADMIN)
         values = {"name": variable.name, "value": variable_data(request.POST)["value"]}
         try:
             services.variable_set(
                 project=context["project"], user=request.user, source=SOURCE, **values
             )
         except OpscenterError as exc:
-            errors, status = _errors(exc), 422
+            errors, status = refusal_errors(exc), 422
         else:
             messages.success(request, f"Variable {variable.name} saved.")
             return redirect("projects:variables", code)
@@ -539,7 +525,7 @@ def variable_detail(request, code: str, name: str):
             "tab": "variables",
             "variable": variable,
             "values": values,
-            **_form(errors, VARIABLE_FIELDS),
+            **refused_form(errors, VARIABLE_FIELDS),
         }
     )
     return render(request, "projects/variable_detail.html", context, status=status)
@@ -548,8 +534,8 @@ def variable_detail(request, code: str, name: str):
 @login_required
 @require_POST
 def variable_delete(request, code: str, name: str):
-    context = _project(request, code)
-    _require(context, Role.ADMIN)
+    context = project_context(request, code)
+    require_role(context, Role.ADMIN)
     variable = _variable_or_404(context["project"], name)
     services.variable_delete(variable=variable, user=request.user, source=SOURCE)
     messages.success(request, f"Variable {name} deleted.")

@@ -13,11 +13,12 @@ from django.http import Http404
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from apps.core.errors import NotFound, OpscenterError, ValidationFailed
+from apps.core.errors import NotFound, OpscenterError
+from apps.core.forms import refusal_errors
 from apps.core.htmx import render_page_or_partial
-from apps.core.pagination import Page, keyset_page
+from apps.core.pagination import keyset_page, view_page
 from apps.projects.choices import ROLE_RANK, Role
-from apps.projects.views import _errors, _form, _project, _require
+from apps.projects.views import project_context, refused_form, require_role
 
 from . import services
 from .http import resource_version_download
@@ -35,7 +36,7 @@ def _resource_or_404(project, name: str):
 
 
 def _context(request, code: str) -> dict:
-    context = _project(request, code)
+    context = project_context(request, code)
     context["may_upload"] = ROLE_RANK[context["role"]] >= ROLE_RANK[Role.DEVELOPER]
     return context
 
@@ -49,7 +50,7 @@ def resource_list(request, code: str):
     project = context["project"]
     errors, status, name = [], 200, ""
     if request.method == "POST":
-        _require(context, Role.DEVELOPER)
+        require_role(context, Role.DEVELOPER)
         upload = request.FILES.get("file")
         name = (request.POST.get("name") or "").strip()
         try:
@@ -61,7 +62,7 @@ def resource_list(request, code: str):
                 source=SOURCE,
             )
         except OpscenterError as exc:
-            errors, status = _errors(exc), 422
+            errors, status = refusal_errors(exc), 422
         else:
             resource = version.resource.name
             messages.success(
@@ -71,19 +72,13 @@ def resource_list(request, code: str):
                 else f"{resource} is unchanged: the file equals version {version.number}.",
             )
             return redirect("project_resources:list", code)
-    try:
-        page, page_errors = (
-            keyset_page(
-                resources_for_project(project),
-                cursor=request.GET.get("cursor") or None,
-                limit=request.GET.get("limit"),
-                order_field="name",
-                descending=False,
-            ),
-            [],
-        )
-    except ValidationFailed as exc:  # a bad cursor or limit: said on the page, not a 500
-        page, page_errors = Page(items=[], next_cursor=None), _errors(exc)
+    page, page_errors = view_page(
+        keyset_page,
+        resources_for_project(project),
+        request.GET,
+        order_field="name",
+        descending=False,
+    )
     context.update(
         {
             "tab": "resources",
@@ -93,7 +88,7 @@ def resource_list(request, code: str):
             "values": {"name": name},
             "max_bytes": settings.OPSCENTER_RESOURCE_MAX_BYTES,
             "form_open": bool(errors),
-            **_form(errors, UPLOAD_FIELDS),
+            **refused_form(errors, UPLOAD_FIELDS),
         }
     )
     if page_errors and status == 200:
@@ -147,7 +142,7 @@ def resource_download(request, code: str, name: str):
 def resource_delete(request, code: str, name: str):
     """Delete with every version (admin); refused while a published node uses it."""
     context = _context(request, code)
-    _require(context, Role.ADMIN)
+    require_role(context, Role.ADMIN)
     resource = _resource_or_404(context["project"], name)
     try:
         services.resource_delete(resource=resource, user=request.user, source=SOURCE)
